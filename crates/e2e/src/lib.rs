@@ -1,0 +1,1 @@
+//! Helpers for the container tests in `tests/`.

@@ -1,0 +1,54 @@
+//! `cargo xtask test`: the one test command.
+
+use clap::ValueEnum;
+use xshell::{Shell, cmd};
+
+use crate::{manifests, testdb, util};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run only these suites (repeatable). Default: all of them, in the order listed.
+    #[arg(long, value_enum)]
+    only: Vec<Suite>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    /// rustfmt and clippy (warnings are errors).
+    Lint,
+    /// Unit and integration tests of every crate, against a real MySQL-compatible server.
+    Rust,
+    /// Kubernetes manifest checks.
+    Manifests,
+}
+
+const ALL: [Suite; 3] = [Suite::Lint, Suite::Rust, Suite::Manifests];
+
+pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
+    let suites: Vec<Suite> = if args.only.is_empty() { ALL.to_vec() } else { args.only.clone() };
+    for suite in suites {
+        match suite {
+            Suite::Lint => lint(sh)?,
+            Suite::Rust => rust(sh)?,
+            Suite::Manifests => manifests::check(sh)?,
+        }
+    }
+    eprintln!("\nall requested suites passed");
+    Ok(())
+}
+
+fn lint(sh: &Shell) -> anyhow::Result<()> {
+    util::step("cargo fmt --check");
+    cmd!(sh, "cargo fmt --all -- --check").run()?;
+    util::step("cargo clippy --all-targets -- -D warnings");
+    cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run()?;
+    Ok(())
+}
+
+fn rust(sh: &Shell) -> anyhow::Result<()> {
+    let db = testdb::provide(sh)?;
+    util::step("cargo test --workspace");
+    let _env = sh.push_env("TEST_DATABASE_URL", db.url());
+    cmd!(sh, "cargo test --workspace --no-fail-fast").run()?;
+    Ok(())
+}

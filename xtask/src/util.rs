@@ -1,0 +1,35 @@
+//! Small helpers shared by the tasks.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use xshell::Shell;
+
+/// The workspace root (the parent of `xtask/`).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A shell rooted at the workspace, so every task sees the same relative paths.
+pub fn shell() -> anyhow::Result<Shell> {
+    let sh = Shell::new().context("creating the task shell")?;
+    sh.change_dir(project_root());
+    Ok(sh)
+}
+
+/// Prints a step banner so a long `cargo xtask test` log is easy to scan.
+pub fn step(name: &str) {
+    eprintln!("\n==> {name}");
+}
+
+/// Fails with an explanation when a required program is not on `PATH`.
+pub fn require_program(program: &str, install_hint: &str) -> anyhow::Result<()> {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false);
+    anyhow::ensure!(found, "`{program}` is not installed or not on PATH: {install_hint}");
+    Ok(())
+}
