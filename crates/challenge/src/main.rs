@@ -1,3 +1,3 @@
-fn main() {
-    println!("challenge");
+fn main() -> std::process::ExitCode {
+    challenge::cli::main()
 }

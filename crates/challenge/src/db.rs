@@ -1,0 +1,218 @@
+//! Connection pool, migrations (under a MySQL named lock) and seed data.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::{Connection, Executor};
+
+use crate::config::DatabaseSettings;
+
+/// The migrations under `migrations/`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The schema version this build expects (the newest embedded migration).
+pub fn expected_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Name of the MySQL named lock that serialises migrations and seeding across replicas.
+pub const MIGRATION_LOCK: &str = "infra-challenge.migrate";
+
+pub fn connect_options(settings: &DatabaseSettings) -> MySqlConnectOptions {
+    MySqlConnectOptions::new()
+        .host(&settings.host)
+        .port(settings.port)
+        .username(&settings.username)
+        .password(settings.password.expose_secret())
+        .database(&settings.database)
+        // Times are stored and read as UTC.
+        .timezone(Some("+00:00".into()))
+}
+
+/// A lazy pool: the process starts (and answers /healthz) even when MySQL is down.
+pub fn pool(settings: &DatabaseSettings) -> MySqlPool {
+    MySqlPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(0)
+        .acquire_timeout(settings.timeout)
+        // sqlx already pings a connection when it goes back to the pool; pinging again before
+        // each use would double the round trips of every request.
+        .test_before_acquire(false)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_lazy_with(connect_options(settings))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The server could not be reached or refused us: worth retrying.
+    #[error("cannot reach the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A migration ran and failed: retrying will not help.
+    #[error("migration {version} ({description}) failed: {source}")]
+    Failed {
+        version: i64,
+        description: String,
+        source: MigrateError,
+    },
+    #[error("migration bookkeeping failed: {0}")]
+    Bookkeeping(#[source] MigrateError),
+    #[error("seeding failed: {0}")]
+    Seed(#[source] sqlx::Error),
+}
+
+impl MigrationError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
+
+/// What `apply` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub applied: Vec<i64>,
+    pub seeded: u64,
+    pub schema_version: i64,
+}
+
+/// Applies pending migrations of `migrator` and, with `seed_count`, seeds an empty table, all while
+/// holding the named lock, on a dedicated connection that is closed afterwards whatever happens
+/// (closing a MySQL session always releases its named locks).
+pub async fn apply(
+    options: &MySqlConnectOptions,
+    migrator: &Migrator,
+    seed_count: Option<u32>,
+) -> Result<MigrationReport, MigrationError> {
+    let mut conn = MySqlConnection::connect_with(options)
+        .await
+        .map_err(MigrationError::Connect)?;
+    let result = apply_locked(&mut conn, migrator, seed_count).await;
+    match &result {
+        Ok(_) => {
+            // Graceful close; the lock was released explicitly already.
+            let _ = conn.close().await;
+        }
+        Err(_) => {
+            // Best effort: release explicitly, then drop the session, which releases it for sure.
+            let _ = sqlx::query("DO RELEASE_LOCK(?)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+        }
+    }
+    result
+}
+
+async fn apply_locked(
+    conn: &mut MySqlConnection,
+    migrator: &Migrator,
+    seed_count: Option<u32>,
+) -> Result<MigrationReport, MigrationError> {
+    // Wait as long as it takes: another replica is migrating and will finish or die (its session,
+    // and so its lock, ends with it). A year rather than -1, which MariaDB answers with NULL.
+    let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 31536000)")
+        .bind(MIGRATION_LOCK)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(MigrationError::Connect)?;
+    if locked != Some(1) {
+        return Err(MigrationError::Connect(sqlx::Error::Protocol(
+            "GET_LOCK did not grant the migration lock".into(),
+        )));
+    }
+    let mut report = MigrationReport::default();
+    conn.ensure_migrations_table()
+        .await
+        .map_err(MigrationError::Bookkeeping)?;
+    if let Some(version) = conn
+        .dirty_version()
+        .await
+        .map_err(MigrationError::Bookkeeping)?
+    {
+        return Err(MigrationError::Bookkeeping(MigrateError::Dirty(version)));
+    }
+    let applied = conn
+        .list_applied_migrations()
+        .await
+        .map_err(MigrationError::Bookkeeping)?;
+    for migration in migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+    {
+        match applied.iter().find(|a| a.version == migration.version) {
+            Some(done) if done.checksum != migration.checksum => {
+                return Err(MigrationError::Bookkeeping(MigrateError::VersionMismatch(
+                    migration.version,
+                )));
+            }
+            Some(_) => {}
+            None => {
+                conn.apply(migration)
+                    .await
+                    .map_err(|source| MigrationError::Failed {
+                        version: migration.version,
+                        description: migration.description.to_string(),
+                        source,
+                    })?;
+                report.applied.push(migration.version);
+            }
+        }
+    }
+    report.schema_version = migrator.iter().map(|m| m.version).max().unwrap_or_default();
+    if let Some(count) = seed_count {
+        report.seeded = seed(conn, count).await.map_err(MigrationError::Seed)?;
+    }
+    conn.execute(sqlx::query("DO RELEASE_LOCK(?)").bind(MIGRATION_LOCK))
+        .await
+        .map_err(MigrationError::Connect)?;
+    Ok(report)
+}
+
+/// Inserts `count` sample tasks when the table is empty; returns how many rows it inserted.
+async fn seed(conn: &mut MySqlConnection, count: u32) -> Result<u64, sqlx::Error> {
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+        .fetch_one(&mut *conn)
+        .await?;
+    if existing > 0 || count == 0 {
+        return Ok(0);
+    }
+    let mut inserted = 0;
+    let mut tx = conn.begin().await?;
+    // Batches keep each statement well under max_allowed_packet.
+    for chunk_start in (0..count).step_by(500) {
+        let chunk_end = (chunk_start + 500).min(count);
+        let mut builder = sqlx::QueryBuilder::new(
+            "INSERT INTO tasks (title, description, done, created_at, updated_at) ",
+        );
+        builder.push_values(chunk_start..chunk_end, |mut row, i| {
+            row.push_bind(format!("Sample task {}", i + 1))
+                .push_bind(format!(
+                    "Seeded by `challenge --seed` ({} of {count})",
+                    i + 1
+                ))
+                .push_bind(i % 3 == 0)
+                .push("UTC_TIMESTAMP(6)")
+                .push("UTC_TIMESTAMP(6)");
+        });
+        inserted += builder.build().execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// The newest successfully applied migration, for readiness; `None` before any migration ran.
+pub async fn applied_schema_version(pool: &MySqlPool) -> Result<Option<i64>, sqlx::Error> {
+    match sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE",
+    )
+    .fetch_one(pool)
+    .await
+    {
+        Ok(v) => Ok(v),
+        // 1146: table doesn't exist (no migration ever ran). The database is reachable nonetheless.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,15 @@
+//! `challenge`: a JSON HTTP API for tasks, backed by MySQL.
+//!
+//! `main.rs` calls [`cli::main`]; tests start the real application through [`startup::Application`].
+
+pub mod build_info;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod task;
+pub mod telemetry;
