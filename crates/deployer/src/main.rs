@@ -1,4 +1,3 @@
-fn main() {
-    eprintln!("deployer: not implemented yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    deployer::main_with_args()
 }

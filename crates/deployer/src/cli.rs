@@ -1,0 +1,268 @@
+//! The command line, declared with clap's derive API. Parsing only: each subcommand's behaviour
+//! lives in `commands/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan;
+use crate::report::OutputFormat;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  unexpected failure (I/O, a tool answered something unexpected)
+  2  usage: bad or missing flags, no terminal to ask on, or a target that does not exist yet
+  3  prerequisite missing: Docker or Compose unreachable, port taken, image absent (the message says the fix)
+  4  deploy failed: not healthy in time; the previous release was restored and serves again
+  5  deploy failed and restoring the previous release failed too: a person must look (`deployer status`)
+
+Without a subcommand, on a terminal, the deployer asks: platform, environment, version (the running
+one is the default), shows a summary, deploys, and prints the equivalent command for next time.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deployer",
+    version,
+    about = "Builds the infra-challenge image and deploys it to Docker Compose (Kubernetes: planned)",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// `text` for a person, `json` for one event per line (CI).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub output: OutputFormat,
+    /// Environment: a Compose project, a ledger and secrets of its own (dev, qa, prod, ...).
+    #[arg(long, env = "DEPLOYER_ENV", global = true)]
+    pub env: Option<String>,
+    /// Ledger and secrets [default: $XDG_STATE_HOME/infra-challenge or ~/.local/state/infra-challenge].
+    #[arg(long, env = "DEPLOYER_STATE_DIR", global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The repository checkout (Dockerfile, deploy/compose/compose.yaml) [default: the enclosing git
+    /// work tree, else the tree the deployer was built from].
+    #[arg(long, env = "DEPLOYER_PROJECT_DIR", global = true, value_name = "DIR")]
+    pub project_dir: Option<PathBuf>,
+    /// Host port the app is published on [default: the environment's last one, else 8000].
+    #[arg(long, env = "DEPLOYER_PORT", global = true)]
+    pub port: Option<u16>,
+    /// Database image.
+    #[arg(
+        long,
+        env = "DEPLOYER_DB_IMAGE",
+        global = true,
+        default_value = "mysql:8.4"
+    )]
+    pub db_image: String,
+    /// App image repository (the version is the tag).
+    #[arg(long, env = "DEPLOYER_REPOSITORY", global = true, default_value = plan::PRODUCT)]
+    pub repository: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build the image (docker build) and tag it with the version and the git revision.
+    Build(BuildArgs),
+    /// Deploy a version and wait until it is healthy; roll back if it does not get there.
+    Deploy(DeployArgs),
+    /// Return to an earlier release (default: the previous good one).
+    Rollback(RollbackArgs),
+    /// What runs now: version, health, URL, since when.
+    Status(TargetArg),
+    /// The release ledger of the environment.
+    History(HistoryArgs),
+    /// Container logs.
+    Logs(LogsArgs),
+    /// Stop the environment; data volumes are kept unless --purge-data.
+    Down(DownArgs),
+    /// Print the fully resolved configuration that would be applied (secrets redacted).
+    Render(RenderArgs),
+    /// Check the prerequisites and say how to fix each missing one.
+    Doctor(TargetArg),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// Docker Compose on the local engine.
+    Compose,
+    /// Kubernetes (not available yet).
+    Kubernetes,
+}
+
+impl TargetKind {
+    pub fn flag(self) -> &'static str {
+        match self {
+            TargetKind::Compose => "compose",
+            TargetKind::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TargetArg {
+    /// Where to deploy.
+    #[arg(long, value_enum, default_value = "compose")]
+    pub target: TargetKind,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// Image version (tag) [default: the workspace version from Cargo.toml].
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Push the tags to --registry after building.
+    #[arg(long, requires = "registry")]
+    pub push: bool,
+    /// Registry to tag for and push to (e.g. registry.example:5000/team).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Build a release version (X.Y.Z) even though the work tree has uncommitted changes.
+    #[arg(long)]
+    pub allow_dirty: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeployArgs {
+    /// Where to deploy (asked on a terminal when missing).
+    #[arg(long, value_enum)]
+    pub target: Option<TargetKind>,
+    /// Version to deploy (asked on a terminal when missing).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Build the image first (`deployer build --version V`).
+    #[arg(long)]
+    pub build: bool,
+    /// With --build: allow a dirty work tree for a release version.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// How long to wait for the release to become healthy (e.g. 90s, 2m).
+    #[arg(long, default_value = "120s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RollbackArgs {
+    #[arg(long, value_enum, default_value = "compose")]
+    pub target: TargetKind,
+    /// Version to return to [default: the previous good release].
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, default_value = "120s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HistoryArgs {
+    /// Show only the last N releases.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogsArgs {
+    #[arg(long, value_enum, default_value = "compose")]
+    pub target: TargetKind,
+    /// Keep printing new lines.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Lines to show from the end of each log.
+    #[arg(long, default_value_t = 100)]
+    pub tail: usize,
+    /// Only this service (app or db).
+    pub service: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DownArgs {
+    #[arg(long, value_enum, default_value = "compose")]
+    pub target: TargetKind,
+    /// Also delete the database volume (asks for confirmation unless --yes).
+    #[arg(long)]
+    pub purge_data: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RenderArgs {
+    #[arg(long, value_enum, default_value = "compose")]
+    pub target: TargetKind,
+    /// Version to render [default: the running one].
+    #[arg(long)]
+    pub version: Option<String>,
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    plan::parse_duration(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn deploy_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "deployer",
+            "deploy",
+            "--target",
+            "compose",
+            "--version",
+            "1.2.0",
+            "--env",
+            "qa",
+            "--yes",
+            "--timeout",
+            "2m",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let Some(Command::Deploy(args)) = cli.command else {
+            panic!("not a deploy")
+        };
+        assert_eq!(args.target, Some(TargetKind::Compose));
+        assert_eq!(args.version.as_deref(), Some("1.2.0"));
+        assert_eq!(args.timeout, Duration::from_secs(120));
+        assert!(args.yes);
+        assert_eq!(cli.global.env.as_deref(), Some("qa"));
+        assert_eq!(cli.global.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn bad_timeout_and_push_without_registry_are_rejected() {
+        assert!(Cli::try_parse_from(["deployer", "deploy", "--timeout", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["deployer", "build", "--push"]).is_err());
+        assert!(Cli::try_parse_from(["deployer", "deploy", "--target", "swarm"]).is_err());
+    }
+
+    #[test]
+    fn help_documents_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        for code in [
+            "0  success",
+            "2  usage",
+            "3  prerequisite",
+            "4  deploy failed",
+        ] {
+            assert!(help.contains(code), "missing {code:?}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! What every command needs, resolved once from the global flags: where state lives, which
+//! environment, which images, how to talk to the user.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{GlobalArgs, TargetKind};
+use crate::error::{Error, Result};
+use crate::ledger::{self, Ledger};
+use crate::plan::{self, Plan};
+use crate::process::Cmd;
+use crate::report::Reporter;
+use crate::target::Target;
+use crate::target::compose::ComposeTarget;
+
+pub struct Context {
+    pub reporter: Reporter,
+    pub global: GlobalArgs,
+    pub state_dir: PathBuf,
+    /// `--env` when given (validated); `None` lets the command ask or use the default.
+    pub env: Option<String>,
+    pub project_dir: PathBuf,
+    /// Whether a person can be asked: stdin and stderr are terminals and the output is for a person.
+    pub terminal: bool,
+}
+
+/// The environment when none is given.
+pub const DEFAULT_ENV: &str = "dev";
+
+impl Context {
+    pub fn new(global: GlobalArgs) -> Result<Self> {
+        let reporter = Reporter::new(global.output);
+        let state_dir = crate::state::resolve_state_dir(global.state_dir.as_deref())?;
+        let env = global.env.as_deref().map(plan::parse_env).transpose()?;
+        let project_dir = match &global.project_dir {
+            Some(dir) => dir.clone(),
+            None => default_project_dir(),
+        };
+        let terminal = std::io::stdin().is_terminal()
+            && std::io::stderr().is_terminal()
+            && !reporter.is_json();
+        Ok(Context {
+            reporter,
+            global,
+            state_dir,
+            env,
+            project_dir,
+            terminal,
+        })
+    }
+
+    /// The environment to act on: `--env`, else `dev`.
+    pub fn env_or_default(&self) -> String {
+        self.env.clone().unwrap_or_else(|| DEFAULT_ENV.to_string())
+    }
+
+    pub fn env_dir(&self, env: &str) -> PathBuf {
+        self.state_dir.join(env)
+    }
+
+    pub fn ledger(&self, env: &str) -> Ledger {
+        Ledger::open(&self.env_dir(env))
+    }
+
+    pub fn target(&self, kind: TargetKind) -> Result<Box<dyn Target>> {
+        match kind {
+            TargetKind::Compose => Ok(Box::new(ComposeTarget::new(&self.project_dir))),
+            TargetKind::Kubernetes => Err(Error::usage(
+                "the Kubernetes target is not available yet (it is planned); deploy with Docker Compose: \
+                 `deployer deploy --target compose ...`",
+            )),
+        }
+    }
+
+    /// The plan for `version` in `env`: port from `--port`, else the environment's last release.
+    pub fn plan(&self, env: &str, version: &str, timeout: Duration) -> Result<Plan> {
+        let releases = self.ledger(env).load()?;
+        let last_port = releases.last().map(|r| r.port);
+        Ok(Plan {
+            env: env.to_string(),
+            version: plan::parse_version(version)?,
+            app_repository: self.global.repository.clone(),
+            db_image: self.global.db_image.clone(),
+            port: plan::choose_port(self.global.port, last_port),
+            secrets_dir: self.env_dir(env).join("secrets"),
+            timeout,
+        })
+    }
+
+    /// The version running in `env` (live first, then the ledger), if any.
+    pub fn running_version(&self, target: &dyn Target, env: &str) -> Result<Option<String>> {
+        let probe = self.plan(env, "probe", Duration::from_secs(1))?;
+        let live = target.live(&probe)?;
+        if live.version.is_some() {
+            return Ok(live.version);
+        }
+        let releases = self.ledger(env).load()?;
+        Ok(ledger::current(&releases)
+            .filter(|_| !live.services.is_empty())
+            .map(|r| r.version.clone()))
+    }
+
+    /// The global flags a person passed explicitly, to repeat them in an equivalent command.
+    pub fn global_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(dir) = &self.global.state_dir {
+            flags.push(format!(
+                "--state-dir {}",
+                shell_quote(&dir.display().to_string())
+            ));
+        }
+        if let Some(dir) = &self.global.project_dir {
+            flags.push(format!(
+                "--project-dir {}",
+                shell_quote(&dir.display().to_string())
+            ));
+        }
+        if let Some(port) = self.global.port {
+            flags.push(format!("--port {port}"));
+        }
+        if self.global.db_image != "mysql:8.4" {
+            flags.push(format!("--db-image {}", shell_quote(&self.global.db_image)));
+        }
+        if self.global.repository != plan::PRODUCT {
+            flags.push(format!(
+                "--repository {}",
+                shell_quote(&self.global.repository)
+            ));
+        }
+        flags
+    }
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The enclosing git work tree when it holds the Compose file, else the tree the deployer was
+/// built from (so `cargo run -p deployer` works from any directory of the checkout).
+fn default_project_dir() -> PathBuf {
+    let compose = |dir: &Path| dir.join("deploy/compose/compose.yaml").is_file();
+    if let Ok(top) = Cmd::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .checked(Duration::from_secs(10))
+    {
+        let top = PathBuf::from(top.trim());
+        if compose(&top) {
+            return top;
+        }
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    built_from.canonicalize().unwrap_or(built_from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_leaves_plain_words_alone() {
+        assert_eq!(shell_quote("mysql:8.4"), "mysql:8.4");
+        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

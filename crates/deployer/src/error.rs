@@ -1,0 +1,129 @@
+//! The deployer's error type and the exit code each kind of failure maps to.
+
+use std::process::ExitCode;
+
+/// Exit codes, documented in `--help` (see `cli::EXIT_CODES`).
+pub mod exit {
+    /// Everything went as asked.
+    pub const OK: u8 = 0;
+    /// An unexpected failure (I/O, a tool answering something we did not expect).
+    pub const FAILURE: u8 = 1;
+    /// Bad or missing arguments, no terminal to ask on, or a target that does not exist yet.
+    pub const USAGE: u8 = 2;
+    /// A prerequisite is missing: Docker unreachable, no Compose, port taken, image absent.
+    pub const PREREQUISITE: u8 = 3;
+    /// The release did not become healthy in time; the previous release was restored.
+    pub const DEPLOY_FAILED: u8 = 4;
+    /// The release failed and restoring the previous one failed too: a person must look.
+    pub const ROLLBACK_FAILED: u8 = 5;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line cannot be carried out as given; the message says which flag to pass.
+    #[error("{0}")]
+    Usage(String),
+    /// Something the deployer needs is missing; the message says how to fix it.
+    #[error("{problem}\n  fix: {fix}")]
+    Prerequisite { problem: String, fix: String },
+    /// A deploy did not become healthy; `restored` tells whether the previous release serves again.
+    #[error("{message}")]
+    DeployFailed { message: String, restored: bool },
+    /// An external command failed in a way we did not foresee.
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage(message.into())
+    }
+
+    pub fn prerequisite(problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::Prerequisite {
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Prerequisite { .. } => exit::PREREQUISITE,
+            Error::DeployFailed { restored: true, .. } => exit::DEPLOY_FAILED,
+            Error::DeployFailed {
+                restored: false, ..
+            } => exit::ROLLBACK_FAILED,
+            Error::Command { .. } | Error::Io { .. } | Error::Other(_) => exit::FAILURE,
+        }
+    }
+
+    /// A short machine-readable name for `--output json`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Prerequisite { .. } => "prerequisite",
+            Error::DeployFailed { restored: true, .. } => "deploy_failed",
+            Error::DeployFailed {
+                restored: false, ..
+            } => "rollback_failed",
+            Error::Command { .. } => "command",
+            Error::Io { .. } => "io",
+            Error::Other(_) => "other",
+        }
+    }
+
+    pub fn to_exit_code(&self) -> ExitCode {
+        ExitCode::from(self.exit_code())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_kind_has_its_own_exit_code() {
+        let codes = [
+            Error::usage("x").exit_code(),
+            Error::prerequisite("x", "y").exit_code(),
+            Error::DeployFailed {
+                message: "x".into(),
+                restored: true,
+            }
+            .exit_code(),
+            Error::DeployFailed {
+                message: "x".into(),
+                restored: false,
+            }
+            .exit_code(),
+            Error::Other("x".into()).exit_code(),
+        ];
+        let mut unique = codes.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), codes.len(), "{codes:?}");
+        assert!(!codes.contains(&exit::OK));
+    }
+
+    #[test]
+    fn prerequisite_message_carries_the_fix() {
+        let text = Error::prerequisite("Docker is not reachable", "start it").to_string();
+        assert!(text.contains("fix: start it"), "{text}");
+    }
+}

@@ -1,0 +1,68 @@
+//! The smoke test that ends a deploy: the service answers through its published port.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What the smoke test learned from the service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Smoke {
+    /// `version` from GET /version.
+    pub version: String,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value), String> {
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+    Ok((
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ))
+}
+
+/// GET /readyz must be 200, GET /api/tasks must list tasks, GET /version names the version.
+pub fn smoke_test(base_url: &str) -> Result<Smoke, String> {
+    let agent = agent();
+    let (status, body) = get_json(&agent, &format!("{base_url}/readyz"))?;
+    if status != 200 {
+        return Err(format!("GET /readyz answered {status}: {body}"));
+    }
+    let (status, body) = get_json(&agent, &format!("{base_url}/api/tasks?limit=1"))?;
+    if status != 200 || !body.get("items").is_some_and(Value::is_array) {
+        return Err(format!("GET /api/tasks answered {status}: {body}"));
+    }
+    let (status, body) = get_json(&agent, &format!("{base_url}/version"))?;
+    match body.get("version").and_then(Value::as_str) {
+        Some(version) if status == 200 => Ok(Smoke {
+            version: version.to_string(),
+        }),
+        _ => Err(format!("GET /version answered {status}: {body}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_port_fails_with_the_url() {
+        // Port 1 on loopback: nothing listens there without root setting it up.
+        let error = smoke_test("http://127.0.0.1:1").unwrap_err();
+        assert!(error.contains("/readyz"), "{error}");
+    }
+}

@@ -1,0 +1,244 @@
+//! The release ledger: one JSON line per release attempt, per environment, appended and never
+//! rewritten (`<state dir>/<env>/releases.jsonl`). `history` prints it; `rollback` and the automatic
+//! rollback of a failed deploy read the previous good release from it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+
+/// Why a release was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// `deploy`.
+    Deploy,
+    /// `rollback` asked by a person.
+    Rollback,
+    /// The deployer restoring the previous release after a failed deploy.
+    AutoRollback,
+    /// `down`: the environment was stopped.
+    Down,
+}
+
+/// How a release ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Healthy and answering the smoke test.
+    Ok,
+    /// Did not become healthy in time (or the smoke test failed).
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub version: String,
+    /// The image id deployed (`sha256:...`), empty for `down`.
+    pub image_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    pub action: Action,
+    pub result: Outcome,
+    /// Who ran the deployer (login name).
+    pub who: String,
+    pub target: String,
+    /// The host port the app was published on.
+    pub port: u16,
+}
+
+pub struct Ledger {
+    path: PathBuf,
+}
+
+impl Ledger {
+    pub fn open(env_dir: &Path) -> Self {
+        Ledger {
+            path: env_dir.join("releases.jsonl"),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every release, oldest first. A missing ledger is an empty one.
+    pub fn load(&self) -> Result<Vec<Release>> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("reading {}", self.path.display()))(e)),
+        };
+        let mut releases = Vec::new();
+        for (number, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(Error::io(format!("reading {}", self.path.display())))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let release = serde_json::from_str(&line).map_err(|e| {
+                Error::Other(format!(
+                    "{} line {} is not a release record ({e}); fix or remove that line",
+                    self.path.display(),
+                    number + 1
+                ))
+            })?;
+            releases.push(release);
+        }
+        Ok(releases)
+    }
+
+    pub fn append(&self, release: &Release) -> Result<()> {
+        if let Some(parent) = self.path.parent() {
+            crate::state::create_private_dir(parent)?;
+        }
+        let mut line = serde_json::to_string(release)
+            .map_err(|e| Error::Other(format!("encoding a release record: {e}")))?;
+        line.push('\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(Error::io(format!("opening {}", self.path.display())))?;
+        // One write of one line: appends from two deployers cannot interleave inside a record.
+        file.write_all(line.as_bytes())
+            .map_err(Error::io(format!("writing {}", self.path.display())))
+    }
+}
+
+/// The release serving now according to the ledger: the last successful one, unless the
+/// environment was taken down after it.
+pub fn current(releases: &[Release]) -> Option<&Release> {
+    for release in releases.iter().rev() {
+        match (release.action, release.result) {
+            (Action::Down, _) => return None,
+            (_, Outcome::Ok) => return Some(release),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The release `rollback` returns to: the most recent successful release of a version other
+/// than `running` (so rolling back twice goes back and forth between the last two versions).
+pub fn previous_good<'a>(releases: &'a [Release], running: Option<&str>) -> Option<&'a Release> {
+    releases.iter().rev().find(|release| {
+        release.action != Action::Down
+            && release.result == Outcome::Ok
+            && Some(release.version.as_str()) != running
+    })
+}
+
+/// The last successful release of `version`, for `rollback --to`.
+pub fn last_good_of<'a>(releases: &'a [Release], version: &str) -> Option<&'a Release> {
+    releases.iter().rev().find(|release| {
+        release.action != Action::Down
+            && release.result == Outcome::Ok
+            && release.version == version
+    })
+}
+
+/// The login name of whoever runs the deployer, for the ledger's `who`.
+pub fn who() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(version: &str, action: Action, result: Outcome) -> Release {
+        Release {
+            version: version.into(),
+            image_id: format!("sha256:{version}"),
+            time: OffsetDateTime::UNIX_EPOCH,
+            action,
+            result,
+            who: "tester".into(),
+            target: "compose".into(),
+            port: 8000,
+        }
+    }
+
+    #[test]
+    fn append_then_load_returns_records_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("dev"));
+        assert!(
+            ledger.load().unwrap().is_empty(),
+            "a missing ledger is empty"
+        );
+        let first = release("1.0.0", Action::Deploy, Outcome::Ok);
+        let second = release("1.1.0", Action::Deploy, Outcome::Failed);
+        ledger.append(&first).unwrap();
+        ledger.append(&second).unwrap();
+        assert_eq!(ledger.load().unwrap(), vec![first, second]);
+    }
+
+    #[test]
+    fn a_corrupt_line_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path());
+        ledger
+            .append(&release("1.0.0", Action::Deploy, Outcome::Ok))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(ledger.path())
+            .unwrap()
+            .write_all(b"{not json\n")
+            .unwrap();
+        let error = ledger.load().unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn previous_good_skips_failures_and_the_running_version() {
+        let releases = vec![
+            release("1", Action::Deploy, Outcome::Ok),
+            release("2", Action::Deploy, Outcome::Ok),
+            release("3", Action::Deploy, Outcome::Failed),
+            release("2", Action::AutoRollback, Outcome::Ok),
+        ];
+        assert_eq!(previous_good(&releases, Some("2")).unwrap().version, "1");
+        assert_eq!(current(&releases).unwrap().version, "2");
+    }
+
+    #[test]
+    fn rolling_back_twice_returns_to_where_it_started() {
+        let mut releases = vec![
+            release("1", Action::Deploy, Outcome::Ok),
+            release("2", Action::Deploy, Outcome::Ok),
+        ];
+        let back = previous_good(&releases, Some("2")).unwrap().clone();
+        assert_eq!(back.version, "1");
+        releases.push(release("1", Action::Rollback, Outcome::Ok));
+        assert_eq!(previous_good(&releases, Some("1")).unwrap().version, "2");
+    }
+
+    #[test]
+    fn no_previous_good_release_on_a_first_deploy() {
+        let releases = vec![release("1", Action::Deploy, Outcome::Failed)];
+        assert!(previous_good(&releases, None).is_none());
+        assert!(current(&releases).is_none());
+    }
+
+    #[test]
+    fn down_means_nothing_is_current() {
+        let releases = vec![
+            release("1", Action::Deploy, Outcome::Ok),
+            release("1", Action::Down, Outcome::Ok),
+        ];
+        assert!(current(&releases).is_none());
+        assert_eq!(previous_good(&releases, None).unwrap().version, "1");
+        assert_eq!(last_good_of(&releases, "1").unwrap().action, Action::Deploy);
+        assert!(last_good_of(&releases, "9").is_none());
+    }
+}

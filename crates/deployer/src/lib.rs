@@ -1,0 +1,54 @@
+//! `deployer`: builds the infra-challenge image at a version and deploys it, interactively or from
+//! flags, waiting on real health signals and rolling back when a release does not become healthy.
+//! See crates/deployer/README.md.
+
+mod cli;
+mod commands;
+mod context;
+mod docker;
+mod error;
+mod http;
+mod ledger;
+mod plan;
+mod process;
+mod report;
+mod secrets;
+mod state;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use context::Context;
+use report::Reporter;
+
+/// Parses the command line, runs the command, reports a failure once, and maps it to an exit code.
+pub fn main_with_args() -> ExitCode {
+    let cli = Cli::parse();
+    let format = cli.global.output;
+    let result = Context::new(cli.global).and_then(|ctx| dispatch(&ctx, cli.command));
+    match result {
+        Ok(()) => ExitCode::from(error::exit::OK),
+        Err(e) => {
+            Reporter::new(format).error(&e);
+            e.to_exit_code()
+        }
+    }
+}
+
+fn dispatch(ctx: &Context, command: Option<Command>) -> error::Result<()> {
+    match command {
+        None => commands::interactive::run(ctx),
+        Some(Command::Build(args)) => commands::build::run(ctx, args),
+        Some(Command::Deploy(args)) => commands::deploy::run(ctx, args),
+        Some(Command::Rollback(args)) => commands::rollback::run(ctx, args),
+        Some(Command::Status(args)) => commands::status::status(ctx, args),
+        Some(Command::History(args)) => commands::status::history(ctx, args),
+        Some(Command::Logs(args)) => commands::down::logs(ctx, args),
+        Some(Command::Down(args)) => commands::down::down(ctx, args),
+        Some(Command::Render(args)) => commands::render::render(ctx, args),
+        Some(Command::Doctor(args)) => commands::render::doctor(ctx, args),
+    }
+}

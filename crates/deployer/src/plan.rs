@@ -1,0 +1,268 @@
+//! Pure decisions, kept apart from any I/O so they are unit-tested: which names are valid, which
+//! version and port a deploy uses, what the deployer is about to do.
+
+use std::cmp::Ordering;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// The product name: image repository, Compose project prefix, state directory name.
+pub const PRODUCT: &str = "infra-challenge";
+/// The port the service listens on inside its container.
+pub const SERVICE_PORT: u16 = 8000;
+/// The host port used when neither `--port` nor an earlier release of the environment says otherwise.
+pub const DEFAULT_HOST_PORT: u16 = 8000;
+/// Environments offered first; any name of the same shape is accepted.
+pub const SUGGESTED_ENVS: [&str; 3] = ["dev", "qa", "prod"];
+
+/// An environment name: lowercase letters, digits and `-`, starting with a letter, at most 40
+/// characters (it becomes part of Compose project, container and volume names).
+pub fn parse_env(name: &str) -> Result<String> {
+    let valid = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(Error::usage(format!(
+            "invalid environment name {name:?}: use lowercase letters, digits and '-', starting with a letter \
+             (e.g. {})",
+            SUGGESTED_ENVS.join(", ")
+        )))
+    }
+}
+
+/// An image version: a valid Docker tag (letters, digits, `_`, `.`, `-`; at most 128 characters,
+/// not starting with `.` or `-`).
+pub fn parse_version(version: &str) -> Result<String> {
+    let valid = !version.is_empty()
+        && version.len() <= 128
+        && !version.starts_with(['.', '-'])
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(version.to_string())
+    } else {
+        Err(Error::usage(format!(
+            "invalid version {version:?}: it must be a Docker tag (letters, digits, '_', '.', '-'), e.g. 1.2.0"
+        )))
+    }
+}
+
+/// A release version is plain `MAJOR.MINOR.PATCH`; anything else (`1.2.0-rc.1`, `dev`) is a
+/// pre-release that may be built from a dirty tree.
+pub fn is_release_version(version: &str) -> bool {
+    let parts: Vec<&str> = version.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The Compose project of an environment: stable, so every command finds the same containers.
+pub fn project_name(env: &str) -> String {
+    format!("{PRODUCT}-{env}")
+}
+
+/// `--port`, else the port the environment's last release used, else the default.
+pub fn choose_port(flag: Option<u16>, last_release_port: Option<u16>) -> u16 {
+    flag.or(last_release_port).unwrap_or(DEFAULT_HOST_PORT)
+}
+
+/// Parses `90`, `90s`, `2m`, `1m30s` into a duration.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let bad = || format!("invalid duration {text:?}: use seconds or minutes, e.g. 90s, 2m, 1m30s");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if text.chars().all(|c| c.is_ascii_digit()) {
+        return text.parse().map(Duration::from_secs).map_err(|_| bad());
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' if !number.is_empty() => {
+                let value: u64 = number.parse().map_err(|_| bad())?;
+                let unit = match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                total = total.saturating_add(value.saturating_mul(unit));
+                number.clear();
+            }
+            _ => return Err(bad()),
+        }
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Orders versions the way a person expects: numeric parts as numbers (`1.10.0` after `1.9.0`).
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let key = |v: &str| -> Vec<(u64, String)> {
+        v.split(['.', '-', '_'])
+            .map(|part| match part.parse::<u64>() {
+                Ok(n) => (n, String::new()),
+                Err(_) => (0, part.to_string()),
+            })
+            .collect()
+    };
+    key(a).cmp(&key(b))
+}
+
+/// The versions the interactive mode offers: the running one first (the default), then the
+/// locally available ones, newest first. `sha-*` tags are aliases of other versions and `latest`
+/// says nothing, so both are left out.
+pub fn version_choices(running: Option<&str>, local: &[String]) -> Vec<String> {
+    let mut others: Vec<String> = local
+        .iter()
+        .filter(|v| Some(v.as_str()) != running)
+        .filter(|v| !v.starts_with("sha-") && v.as_str() != "latest" && v.as_str() != "<none>")
+        .cloned()
+        .collect();
+    others.sort_by(|a, b| compare_versions(b, a));
+    others.dedup();
+    running
+        .map(str::to_string)
+        .into_iter()
+        .chain(others)
+        .collect()
+}
+
+/// Everything a deploy needs, decided before anything runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub env: String,
+    pub version: String,
+    /// The app image repository (`infra-challenge`, or `registry/infra-challenge`).
+    pub app_repository: String,
+    pub db_image: String,
+    pub port: u16,
+    pub secrets_dir: PathBuf,
+    pub timeout: Duration,
+}
+
+impl Plan {
+    pub fn project(&self) -> String {
+        project_name(&self.env)
+    }
+
+    pub fn app_image(&self) -> String {
+        format!("{}:{}", self.app_repository, self.version)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The same plan for another version (what a rollback applies).
+    pub fn with_version(&self, version: &str) -> Plan {
+        Plan {
+            version: version.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_become_compose_project_names() {
+        assert_eq!(parse_env("dev").unwrap(), "dev");
+        assert_eq!(
+            project_name(&parse_env("e2e-42-a").unwrap()),
+            "infra-challenge-e2e-42-a"
+        );
+        for bad in ["", "Dev", "1dev", "dev-", "de v", "dev_x", &"a".repeat(41)] {
+            assert!(parse_env(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn versions_must_be_docker_tags() {
+        for good in ["1.2.3", "1.2.3-rc.1", "sha-abc1234", "V1", "e2e_2"] {
+            assert!(parse_version(good).is_ok(), "{good:?} rejected");
+        }
+        for bad in ["", "-1", ".1", "1.2/3", "a:b", &"1".repeat(129)] {
+            assert!(parse_version(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn release_versions_are_plain_semver() {
+        assert!(is_release_version("1.2.3"));
+        assert!(is_release_version("0.10.0"));
+        for pre in ["1.2.3-rc.1", "1.2", "dev", "1.2.x", "sha-abc"] {
+            assert!(!is_release_version(pre), "{pre}");
+        }
+    }
+
+    #[test]
+    fn port_comes_from_flag_then_last_release_then_default() {
+        assert_eq!(choose_port(Some(9000), Some(8081)), 9000);
+        assert_eq!(choose_port(None, Some(8081)), 8081);
+        assert_eq!(choose_port(None, None), DEFAULT_HOST_PORT);
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_minutes() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        for bad in ["", "0s", "m", "1x", "1.5m", "5s3"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn running_version_is_offered_first_then_newest() {
+        let local = [
+            "1.9.0",
+            "1.10.0",
+            "sha-abc",
+            "latest",
+            "2.0.0-rc.1",
+            "1.9.0",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            version_choices(Some("1.9.0"), &local),
+            ["1.9.0", "2.0.0-rc.1", "1.10.0"]
+        );
+        assert_eq!(version_choices(None, &local)[0], "2.0.0-rc.1");
+        assert_eq!(version_choices(Some("0.1.0"), &[]), ["0.1.0"]);
+    }
+
+    #[test]
+    fn rollback_plan_changes_only_the_version() {
+        let plan = Plan {
+            env: "dev".into(),
+            version: "2".into(),
+            app_repository: PRODUCT.into(),
+            db_image: "mysql:8.4".into(),
+            port: 8080,
+            secrets_dir: "/s".into(),
+            timeout: Duration::from_secs(60),
+        };
+        let back = plan.with_version("1");
+        assert_eq!(back.app_image(), "infra-challenge:1");
+        assert_eq!(back.project(), plan.project());
+        assert_eq!(back.url(), "http://127.0.0.1:8080");
+    }
+}
