@@ -1,0 +1,175 @@
+//! `spawn_app()`: a fresh database and the real application on a random port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use challenge::config::{Config, DatabaseSettings, LogFormat};
+use challenge::health::Health;
+use challenge::startup::{Application, StartOptions};
+use secrecy::SecretString;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
+use sqlx::{ConnectOptions, Connection};
+
+/// The server named by `TEST_DATABASE_URL`; fails loudly when it is missing.
+pub fn server_settings() -> DatabaseSettings {
+    let raw = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "TEST_DATABASE_URL is not set: run the tests with `cargo xtask test`, or export \
+             TEST_DATABASE_URL=mysql://user:password@127.0.0.1:3306 for a server where the user may \
+             create databases"
+        )
+    });
+    let url = url::Url::parse(&raw).expect("TEST_DATABASE_URL must be a mysql:// URL");
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    DatabaseSettings {
+        host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
+        port: url.port().unwrap_or(3306),
+        database: String::new(),
+        username: decode(url.username()),
+        password: SecretString::from(decode(url.password().unwrap_or(""))),
+        max_connections: 4,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+/// Creates an empty database with a unique name and returns settings pointing at it.
+pub async fn fresh_database() -> DatabaseSettings {
+    let mut settings = server_settings();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let admin = challenge::db::connect_options(&settings).database("");
+    let mut conn = admin
+        .clone()
+        .disable_statement_logging()
+        .connect()
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE `{name}`"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    conn.close().await.ok();
+    settings.database = name;
+    settings
+}
+
+pub fn test_config(database: DatabaseSettings) -> Config {
+    Config {
+        port: 0,
+        database,
+        log_format: LogFormat::Text,
+        seed_count: 5,
+        shutdown_delay: Duration::ZERO,
+        shutdown_timeout: Duration::from_secs(5),
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: DatabaseSettings,
+    pub health: Arc<Health>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A pool of our own on the test's database, to check what the API stored.
+    pub async fn pool(&self) -> MySqlPool {
+        MySqlPool::connect_with(self.connect_options())
+            .await
+            .expect("test pool")
+    }
+
+    pub fn connect_options(&self) -> MySqlConnectOptions {
+        challenge::db::connect_options(&self.settings)
+    }
+
+    pub async fn post_json(&self, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/tasks"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /api/tasks")
+    }
+
+    /// Creates a task and returns its JSON.
+    pub async fn create_task(&self, title: &str) -> serde_json::Value {
+        let response = self.post_json(serde_json::json!({ "title": title })).await;
+        assert_eq!(response.status(), 201, "creating a task");
+        response.json().await.expect("task JSON")
+    }
+}
+
+/// A fresh database and the real application (with `--migrate`), ready to serve.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    let settings = fresh_database().await;
+    let mut config = test_config(settings.clone());
+    customise(&mut config);
+    let settings = config.database.clone();
+    let app = Application::build(
+        config,
+        StartOptions {
+            migrate: true,
+            seed: false,
+        },
+    )
+    .await
+    .expect("build application");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let health = app.health();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let test_app = TestApp {
+        address,
+        client: reqwest::Client::new(),
+        settings,
+        health,
+    };
+    wait_ready(&test_app).await;
+    test_app
+}
+
+pub async fn wait_ready(app: &TestApp) {
+    for _ in 0..100 {
+        if let Ok(r) = app.client.get(app.url("/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the application did not become ready within 10 s");
+}
+
+/// Asserts a problem+json response with the given status and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status(), status, "status of {}", response.url());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.expect("problem JSON");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("urn:infra-challenge:problem:")
+    );
+    assert!(!body["detail"].as_str().unwrap_or_default().is_empty());
+    body
+}
