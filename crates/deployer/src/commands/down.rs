@@ -15,6 +15,11 @@ use crate::ledger::{Action, Outcome};
 pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
     let target = ctx.target(args.target)?;
     let env = ctx.env_or_default();
+    if args.purge_data && !args.yes && !ctx.terminal {
+        return Err(Error::usage(
+            "--purge-data deletes the database for good: pass --yes as well to confirm without a terminal",
+        ));
+    }
     crate::docker::engine_version()?;
     let running = ctx.running_version(target.as_ref(), &env)?;
     let plan = ctx.plan(
@@ -23,11 +28,6 @@ pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
         Duration::from_secs(180),
     )?;
     if args.purge_data && !args.yes {
-        if !ctx.terminal {
-            return Err(Error::usage(
-                "--purge-data deletes the database for good: pass --yes as well to confirm without a terminal",
-            ));
-        }
         let confirmed = Confirm::with_theme(&ColorfulTheme::default())
             .with_prompt(format!(
                 "Delete the database of {env} ({}) for good?",

@@ -1,0 +1,359 @@
+//! Shared harness of the deployer's end-to-end tests: a throwaway environment (unique Compose
+//! project, temporary state directory, free port, its own image repository) that is torn down by
+//! `Drop`, also when the test fails.
+//!
+//! Needs `E2E_APP_IMAGE` (an image of the current service, e.g. `infra-challenge:e2e`) and
+//! `E2E_DB_IMAGE` (the database image); `cargo xtask test` sets both.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const V1: &str = "1.0.0";
+pub const V2: &str = "2.0.0";
+/// A release whose process exits at start.
+pub const BROKEN: &str = "9.9.9-broken";
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need a built image of the service and a database image; run them \
+             through `cargo xtask test` (or set E2E_APP_IMAGE=infra-challenge:e2e E2E_DB_IMAGE=<db image>)"
+        )
+    })
+}
+
+pub fn project_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a command, panicking with its output when it cannot even start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn docker(args: &[&str]) -> Output {
+    run(Command::new("docker").args(args))
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A free TCP port on this machine (bound and released: good enough for a test).
+pub fn free_port() -> u16 {
+    TcpListener::bind(("0.0.0.0", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// The outcome of one `deployer` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// The `result` event of a `--output json` run.
+    pub fn result(&self) -> Value {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["event"] == "result")
+            .unwrap_or_else(|| panic!("no result event in:\n{}", self.text()))
+    }
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// One test environment. Dropping it removes its containers, network, volume, image tags and state.
+pub struct TestEnv {
+    pub name: String,
+    pub repository: String,
+    pub port: u16,
+    pub db_image: String,
+    pub app_image: String,
+    pub state: tempfile::TempDir,
+    tags: Vec<String>,
+}
+
+impl TestEnv {
+    pub fn new(label: &str) -> Self {
+        let app_image = required_env("E2E_APP_IMAGE");
+        let db_image = required_env("E2E_DB_IMAGE");
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        TestEnv {
+            name: format!("e2e-{label}-{unique}"),
+            repository: format!("deployer-e2e-{unique}"),
+            port: free_port(),
+            db_image,
+            app_image,
+            state: tempfile::tempdir().expect("temporary state directory"),
+            tags: Vec::new(),
+        }
+    }
+
+    pub fn project(&self) -> String {
+        format!("infra-challenge-{}", self.name)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn image(&self, version: &str) -> String {
+        format!("{}:{version}", self.repository)
+    }
+
+    /// Tags the service image as `version` of this environment's repository (the same code under
+    /// another version label, as a real upgrade between two builds would look to the deployer).
+    pub fn tag(&mut self, version: &str) {
+        let image = self.image(version);
+        docker_ok(&["tag", &self.app_image, &image]);
+        self.tags.push(image);
+    }
+
+    /// Builds a release whose process exits non-zero at start (an unknown subcommand).
+    pub fn build_broken(&mut self, version: &str) {
+        let dir = tempfile::tempdir().expect("build context");
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!(
+                "FROM {}\n# The service rejects an unknown subcommand and exits non-zero.\nCMD [\"no-such-subcommand\"]\n",
+                self.app_image
+            ),
+        )
+        .expect("writing the Dockerfile");
+        let image = self.image(version);
+        let out = run(Command::new("docker")
+            .args(["build", "--quiet", "--tag", &image])
+            .arg(dir.path()));
+        assert!(
+            out.status.success(),
+            "building the broken image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.tags.push(image);
+    }
+
+    /// `deployer <args>` for this environment, as a CI job would call it.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployer"));
+        cmd.arg("--env").arg(&self.name);
+        self.global_flags(&mut cmd);
+        cmd.args(args);
+        cmd
+    }
+
+    /// The flags every run of this environment needs, except `--env`.
+    pub fn global_flags(&self, cmd: &mut Command) {
+        cmd.arg("--state-dir")
+            .arg(self.state.path())
+            .arg("--project-dir")
+            .arg(project_dir())
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--db-image")
+            .arg(&self.db_image)
+            .arg("--repository")
+            .arg(&self.repository);
+    }
+
+    pub fn deployer(&self, args: &[&str]) -> Run {
+        let out = run(&mut self.command(args));
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!(
+            "$ deployer {} -> exit {}\n{}",
+            args.join(" "),
+            run.code,
+            run.text().trim_end()
+        );
+        run
+    }
+
+    /// `deployer deploy --target compose --version V --yes`, asserted to succeed.
+    pub fn deploy_ok(&self, version: &str) -> Run {
+        let run = self.deployer(&[
+            "deploy",
+            "--target",
+            "compose",
+            "--version",
+            version,
+            "--yes",
+            "--timeout",
+            "180s",
+        ]);
+        assert_eq!(run.code, 0, "deploying {version} failed:\n{}", run.text());
+        run
+    }
+
+    pub fn status(&self) -> Value {
+        let run = self.deployer(&["status", "--output", "json"]);
+        assert_eq!(run.code, 0, "status failed:\n{}", run.text());
+        run.result()
+    }
+
+    /// The secret values the deployer generated (to check they are never printed).
+    pub fn secret_values(&self) -> Vec<String> {
+        let dir = self.state.path().join(&self.name).join("secrets");
+        std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .map(|v| v.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Names of the project's volumes still in the engine.
+    pub fn volumes(&self) -> Vec<String> {
+        docker_ok(&[
+            "volume",
+            "ls",
+            "--quiet",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project()),
+        ])
+        .lines()
+        .map(String::from)
+        .collect()
+    }
+
+    /// Ids of the project's containers, running or not.
+    pub fn containers(&self) -> Vec<String> {
+        docker_ok(&[
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project()),
+        ])
+        .lines()
+        .map(String::from)
+        .collect()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Straight to the engine: this must work even when the deployer under test is broken.
+        let label = format!("label=com.docker.compose.project={}", self.project());
+        let ids = |kind: &str| -> Vec<String> {
+            let out = docker(&[kind, "ls", "--quiet", "--filter", &label]);
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(String::from)
+                .collect()
+        };
+        let containers = self.containers();
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "--force", "--volumes"];
+            args.extend(containers.iter().map(String::as_str));
+            docker(&args);
+        }
+        for network in ids("network") {
+            docker(&["network", "rm", &network]);
+        }
+        for volume in ids("volume") {
+            docker(&["volume", "rm", "--force", &volume]);
+        }
+        for tag in &self.tags {
+            docker(&["image", "rm", tag]);
+        }
+    }
+}
+
+/// A minimal HTTP client for the service's API through the published port.
+pub struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Api {
+            base: base.to_string(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into(),
+        }
+    }
+
+    pub fn create_task(&self, title: &str) -> Value {
+        let mut response = self
+            .agent
+            .post(format!("{}/api/tasks", self.base))
+            .header("content-type", "application/json")
+            .send(serde_json::json!({ "title": title }).to_string())
+            .expect("POST /api/tasks");
+        assert_eq!(response.status().as_u16(), 201, "POST /api/tasks");
+        response.body_mut().read_json().expect("task JSON")
+    }
+
+    /// Titles of all tasks (follows the keyset pagination).
+    pub fn titles(&self) -> Vec<String> {
+        let mut titles = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/api/tasks?limit=100", self.base);
+            if let Some(after) = &after {
+                url.push_str(&format!("&after={after}"));
+            }
+            let mut response = self.agent.get(&url).call().expect("GET /api/tasks");
+            assert_eq!(response.status().as_u16(), 200, "GET {url}");
+            let page: Value = response.body_mut().read_json().expect("list JSON");
+            for item in page["items"].as_array().expect("items") {
+                titles.push(item["title"].as_str().unwrap_or_default().to_string());
+            }
+            match &page["next"] {
+                Value::Null => return titles,
+                next => {
+                    after = Some(
+                        next.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| next.to_string()),
+                    )
+                }
+            }
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        self.agent
+            .get(format!("{}/readyz", self.base))
+            .call()
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    }
+}
