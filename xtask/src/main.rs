@@ -5,6 +5,7 @@
 mod airgap;
 mod bench;
 mod manifests;
+mod pytools;
 mod test;
 mod testdb;
 mod util;

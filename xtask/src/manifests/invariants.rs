@@ -1,0 +1,444 @@
+//! Invariants of the manifests that schema validation and scanners do not check: how the objects
+//! refer to each other (selectors, ports, ConfigMap and Secret keys, the HPA's target), where
+//! they live, and how images are named. The service-specific rules are in `service_rules`.
+//!
+//! Each rule appends human-readable violations (`Kind/name: what is wrong`) to a list; an empty
+//! list means the set of objects holds together.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::model::{
+    Object, Selector, Workload, image_tag, items, of_kind, resolve_port, str_at, workloads,
+};
+
+/// The namespace every namespaced object must sit in (DESIGN §4).
+pub const NAMESPACE: &str = "infra-challenge";
+/// At most this many scanner findings may be skipped in the whole tree, each with a reason.
+pub const MAX_SCANNER_SKIPS: usize = 3;
+
+/// Kinds that have no namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "IngressClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+];
+
+/// Runs every rule over one set of objects (a rendered overlay plus the Secret examples).
+pub fn check(objects: &[Value]) -> Vec<String> {
+    let mut violations = Vec::new();
+    namespaces(objects, &mut violations);
+    recommended_labels(objects, &mut violations);
+    workload_selectors(objects, &mut violations);
+    services(objects, &mut violations);
+    disruption_budgets(objects, &mut violations);
+    autoscalers(objects, &mut violations);
+    network_policy_targets(objects, &mut violations);
+    config_references(objects, &mut violations);
+    image_tags(objects, &mut violations);
+    scanner_skips(objects, &mut violations);
+    super::service_rules::check(objects, &mut violations);
+    violations
+}
+
+/// Every namespaced object sits in `infra-challenge`, and a Namespace object is that one.
+pub fn namespaces(objects: &[Value], out: &mut Vec<String>) {
+    for object in objects.iter().map(Object) {
+        if object.kind() == "Namespace" {
+            if object.name() != NAMESPACE {
+                out.push(format!(
+                    "{}: only the `{NAMESPACE}` namespace belongs here",
+                    object.id()
+                ));
+            }
+        } else if !CLUSTER_SCOPED.contains(&object.kind()) && object.namespace() != Some(NAMESPACE)
+        {
+            out.push(format!(
+                "{}: namespace is {:?}, expected `{NAMESPACE}`",
+                object.id(),
+                object.namespace().unwrap_or("(none)")
+            ));
+        }
+    }
+}
+
+/// `app.kubernetes.io/name` and `part-of` on every object and every pod template.
+pub fn recommended_labels(objects: &[Value], out: &mut Vec<String>) {
+    for object in objects.iter().map(Object) {
+        let labels = object.labels();
+        if !labels.contains_key("app.kubernetes.io/name") {
+            out.push(format!(
+                "{}: no `app.kubernetes.io/name` label",
+                object.id()
+            ));
+        }
+        if labels.get("app.kubernetes.io/part-of") != Some(&NAMESPACE) {
+            out.push(format!(
+                "{}: label `app.kubernetes.io/part-of` is not `{NAMESPACE}`",
+                object.id()
+            ));
+        }
+    }
+    for workload in workloads(objects) {
+        if !workload.pod_labels().contains_key("app.kubernetes.io/name") {
+            let id = workload.object.id();
+            out.push(format!(
+                "{id}: pod template has no `app.kubernetes.io/name` label"
+            ));
+        }
+    }
+}
+
+/// The workloads whose pods a selector picks.
+fn selected<'a>(objects: &'a [Value], selector: &Selector<'_>) -> Vec<Workload<'a>> {
+    workloads(objects)
+        .into_iter()
+        .filter(|w| selector.matches(&w.pod_labels()))
+        .collect()
+}
+
+/// A selector that is evaluated by the rules below: not empty, and without expressions.
+fn usable_selector(id: &str, what: &str, selector: &Selector<'_>, out: &mut Vec<String>) -> bool {
+    if selector.has_expressions {
+        out.push(format!(
+            "{id}: {what} uses matchExpressions, which these checks do not evaluate"
+        ));
+        return false;
+    }
+    if selector.is_empty() {
+        out.push(format!("{id}: {what} is empty"));
+        return false;
+    }
+    true
+}
+
+/// Each workload's selector matches its own pod template, and no other workload's pods.
+pub fn workload_selectors(objects: &[Value], out: &mut Vec<String>) {
+    let all = workloads(objects);
+    for workload in all.iter().filter(|w| w.object.kind() != "Pod") {
+        let id = workload.object.id();
+        let selector = Selector::from_value(workload.object.get("/spec/selector"));
+        if !usable_selector(&id, "spec.selector", &selector, out) {
+            continue;
+        }
+        if !selector.matches(&workload.pod_labels()) {
+            out.push(format!(
+                "{id}: spec.selector does not match the pod template's labels"
+            ));
+        }
+        for other in all.iter().filter(|o| o.object.id() != id) {
+            if selector.matches(&other.pod_labels()) {
+                out.push(format!(
+                    "{id}: spec.selector also matches the pods of {}",
+                    other.object.id()
+                ));
+            }
+        }
+    }
+}
+
+/// Services select pods, and every `targetPort` names a port those pods declare. A StatefulSet's
+/// `serviceName` is a headless Service over its pods.
+pub fn services(objects: &[Value], out: &mut Vec<String>) {
+    for service in of_kind(objects, "Service") {
+        let id = service.id();
+        let selector = Selector::from_map(service.get("/spec/selector"));
+        if !usable_selector(&id, "spec.selector", &selector, out) {
+            continue;
+        }
+        let targets = selected(objects, &selector);
+        if targets.is_empty() {
+            out.push(format!("{id}: spec.selector matches no pod template"));
+            continue;
+        }
+        for port in items(service.0, "/spec/ports") {
+            let Some(target) = port.get("targetPort").and_then(Value::as_str) else {
+                out.push(format!(
+                    "{id}: port {} must name its targetPort (a container port's name)",
+                    port.get("port").unwrap_or(&Value::Null)
+                ));
+                continue;
+            };
+            for workload in &targets {
+                if resolve_port(&workload.ports(), &Value::from(target)).is_none() {
+                    out.push(format!(
+                        "{id}: targetPort `{target}` is not a container port of {}",
+                        workload.object.id()
+                    ));
+                }
+            }
+        }
+    }
+    for statefulset in of_kind(objects, "StatefulSet") {
+        let id = statefulset.id();
+        let Some(name) = str_at(statefulset.0, "/spec/serviceName") else {
+            continue;
+        };
+        let headless = of_kind(objects, "Service")
+            .find(|s| s.name() == name && str_at(s.0, "/spec/clusterIP") == Some("None"));
+        let Some(headless) = headless else {
+            out.push(format!(
+                "{id}: serviceName `{name}` is not a headless Service in the set"
+            ));
+            continue;
+        };
+        let pod_labels = string_labels(statefulset.get("/spec/template/metadata/labels"));
+        if !Selector::from_map(headless.get("/spec/selector")).matches(&pod_labels) {
+            out.push(format!("{id}: Service `{name}` does not select its pods"));
+        }
+    }
+}
+
+fn string_labels(value: Option<&Value>) -> super::model::Labels<'_> {
+    super::model::string_map(value)
+}
+
+/// PodDisruptionBudgets protect pods that exist.
+pub fn disruption_budgets(objects: &[Value], out: &mut Vec<String>) {
+    for pdb in of_kind(objects, "PodDisruptionBudget") {
+        let id = pdb.id();
+        let selector = Selector::from_value(pdb.get("/spec/selector"));
+        if usable_selector(&id, "spec.selector", &selector, out)
+            && selected(objects, &selector).is_empty()
+        {
+            out.push(format!("{id}: spec.selector matches no pod template"));
+        }
+    }
+}
+
+/// The HPA scales a workload of the set, with sane bounds, and that workload sets no `replicas`
+/// of its own (every apply would reset what the HPA decided).
+pub fn autoscalers(objects: &[Value], out: &mut Vec<String>) {
+    for hpa in of_kind(objects, "HorizontalPodAutoscaler") {
+        let id = hpa.id();
+        let kind = str_at(hpa.0, "/spec/scaleTargetRef/kind").unwrap_or("");
+        let name = str_at(hpa.0, "/spec/scaleTargetRef/name").unwrap_or("");
+        match of_kind(objects, kind).find(|o| o.name() == name) {
+            None => out.push(format!(
+                "{id}: scaleTargetRef {kind}/{name} is not in the set"
+            )),
+            Some(target) if target.get("/spec/replicas").is_some() => out.push(format!(
+                "{}: sets spec.replicas, which fights {id} (leave the count to the autoscaler)",
+                target.id()
+            )),
+            Some(_) => {}
+        }
+        let min = hpa
+            .get("/spec/minReplicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let max = hpa
+            .get("/spec/maxReplicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if !(1..=max).contains(&min) {
+            out.push(format!("{id}: replica bounds {min}..{max} are empty"));
+        }
+    }
+}
+
+/// NetworkPolicies apply to pods of the set, peers in the namespace are pods of the set, and named
+/// ports are declared by the pods they refer to.
+pub fn network_policy_targets(objects: &[Value], out: &mut Vec<String>) {
+    for policy in of_kind(objects, "NetworkPolicy") {
+        let id = policy.id();
+        let selector = Selector::from_value(policy.get("/spec/podSelector"));
+        if !usable_selector(&id, "spec.podSelector", &selector, out) {
+            continue;
+        }
+        let own = selected(objects, &selector);
+        if own.is_empty() {
+            out.push(format!("{id}: spec.podSelector matches no pod template"));
+        }
+        for (direction, peers_key) in [("ingress", "from"), ("egress", "to")] {
+            for rule in items(policy.0, &format!("/spec/{direction}")) {
+                let mut port_owners = Vec::new();
+                for peer in items(rule, &format!("/{peers_key}")) {
+                    // A peer in another namespace (namespaceSelector) is outside the set.
+                    if peer.get("namespaceSelector").is_some() || peer.get("ipBlock").is_some() {
+                        continue;
+                    }
+                    let peer_selector = Selector::from_value(peer.get("podSelector"));
+                    if !usable_selector(
+                        &id,
+                        &format!("a {direction} podSelector"),
+                        &peer_selector,
+                        out,
+                    ) {
+                        continue;
+                    }
+                    let peers = selected(objects, &peer_selector);
+                    if peers.is_empty() {
+                        out.push(format!(
+                            "{id}: a {direction} podSelector matches no pod template"
+                        ));
+                    }
+                    port_owners.extend(peers);
+                }
+                // Ingress ports are the policy's own pods' ports; egress ports are the peers'.
+                let owners = if direction == "ingress" {
+                    &own
+                } else {
+                    &port_owners
+                };
+                for port in items(rule, "/ports") {
+                    let Some(name) = port.get("port").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    for owner in owners {
+                        if resolve_port(&owner.ports(), &Value::from(name)).is_none() {
+                            out.push(format!(
+                                "{id}: {direction} port `{name}` is not a container port of {}",
+                                owner.object.id()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The keys each ConfigMap or Secret of the set provides.
+fn keys_by_name<'a>(
+    objects: &'a [Value],
+    kind: &'a str,
+    fields: &[&str],
+) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
+    of_kind(objects, kind)
+        .map(|object| {
+            let keys = fields
+                .iter()
+                .filter_map(|field| object.0.get(*field).and_then(Value::as_object))
+                .flat_map(|map| map.keys().map(String::as_str))
+                .collect();
+            (object.name(), keys)
+        })
+        .collect()
+}
+
+/// Every ConfigMap and Secret a pod refers to exists, and so does every key it names.
+pub fn config_references(objects: &[Value], out: &mut Vec<String>) {
+    let config_maps = keys_by_name(objects, "ConfigMap", &["data", "binaryData"]);
+    let secrets = keys_by_name(objects, "Secret", &["data", "stringData"]);
+    let lookup = |kind: &str| {
+        if kind == "ConfigMap" {
+            &config_maps
+        } else {
+            &secrets
+        }
+    };
+    let mut require =
+        |id: &str, kind: &str, name: Option<&str>, key: Option<&str>, optional: bool| {
+            if optional {
+                return;
+            }
+            let name = name.unwrap_or("");
+            match (lookup(kind).get(name), key) {
+                (None, _) => out.push(format!(
+                    "{id}: refers to {kind} `{name}`, which is not in the set"
+                )),
+                (Some(keys), Some(key)) if !keys.contains(key) => {
+                    out.push(format!("{id}: {kind} `{name}` has no key `{key}`"))
+                }
+                _ => {}
+            }
+        };
+    let optional = |v: &Value| v.get("optional").and_then(Value::as_bool).unwrap_or(false);
+    for workload in workloads(objects) {
+        for container in workload.containers() {
+            let id = format!("{} container {}", workload.object.id(), container.name());
+            for source in items(container.value, "/envFrom") {
+                for (field, kind) in [("configMapRef", "ConfigMap"), ("secretRef", "Secret")] {
+                    if let Some(r) = source.get(field) {
+                        require(&id, kind, str_at(r, "/name"), None, optional(r));
+                    }
+                }
+            }
+            for var in items(container.value, "/env") {
+                for (field, kind) in [("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")]
+                {
+                    if let Some(r) = var.pointer(&format!("/valueFrom/{field}")) {
+                        require(
+                            &id,
+                            kind,
+                            str_at(r, "/name"),
+                            str_at(r, "/key"),
+                            optional(r),
+                        );
+                    }
+                }
+            }
+        }
+        let id = workload.object.id();
+        let volumes = items(workload.template, "/spec/volumes");
+        let projected = volumes.iter().flat_map(|v| items(v, "/projected/sources"));
+        for source in volumes.iter().chain(projected) {
+            for (field, name_field, kind) in [
+                ("configMap", "name", "ConfigMap"),
+                ("secret", "secretName", "Secret"),
+                ("secret", "name", "Secret"),
+            ] {
+                let Some(r) = source.get(field) else { continue };
+                let Some(name) = str_at(r, &format!("/{name_field}")) else {
+                    continue;
+                };
+                require(&id, kind, Some(name), None, optional(r));
+                for item in items(r, "/items") {
+                    require(&id, kind, Some(name), str_at(item, "/key"), optional(r));
+                }
+            }
+        }
+    }
+}
+
+/// Every image names a fixed version: a tag other than `latest`, or a digest.
+pub fn image_tags(objects: &[Value], out: &mut Vec<String>) {
+    for workload in workloads(objects) {
+        for container in workload.containers() {
+            let image = container.image();
+            let pinned =
+                image.contains("@sha256:") || image_tag(image).is_some_and(|tag| tag != "latest");
+            if !pinned {
+                out.push(format!(
+                    "{} container {}: image `{image}` has no fixed tag (missing or `latest`)",
+                    workload.object.id(),
+                    container.name()
+                ));
+            }
+        }
+    }
+}
+
+/// Scanner skips are few and each says why: `checkov.io/skipN: CKV_ID=reason`.
+pub fn scanner_skips(objects: &[Value], out: &mut Vec<String>) {
+    let mut count = 0;
+    for object in objects.iter().map(Object) {
+        for (key, value) in object.annotations() {
+            if !key.starts_with("checkov.io/skip") {
+                continue;
+            }
+            count += 1;
+            let reason = value.split_once('=').map(|(_, r)| r.trim()).unwrap_or("");
+            if !value.starts_with("CKV") || reason.len() < 20 {
+                out.push(format!(
+                    "{}: skip `{key}` must read `CKV_ID=reason`, with a real reason",
+                    object.id()
+                ));
+            }
+        }
+    }
+    if count > MAX_SCANNER_SKIPS {
+        out.push(format!(
+            "{count} scanner skips in the set; at most {MAX_SCANNER_SKIPS} are allowed"
+        ));
+    }
+}
