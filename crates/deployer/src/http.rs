@@ -35,6 +35,19 @@ fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value), String> {
     ))
 }
 
+/// Whether GET /readyz answers 200 right now (one quick try).
+pub fn ready(base_url: &str) -> bool {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    agent
+        .get(format!("{base_url}/readyz"))
+        .call()
+        .is_ok_and(|r| r.status().as_u16() == 200)
+}
+
 /// GET /readyz must be 200, GET /api/tasks must list tasks, GET /version names the version.
 pub fn smoke_test(base_url: &str) -> Result<Smoke, String> {
     let agent = agent();
@@ -58,6 +71,33 @@ pub fn smoke_test(base_url: &str) -> Result<Smoke, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves one canned HTTP response per connection on a loopback port.
+    fn serve(responses: usize, status_line: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(responses) {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let body = "{}";
+                let _ = write!(
+                    stream,
+                    "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn ready_is_true_only_for_200() {
+        assert!(ready(&serve(1, "HTTP/1.1 200 OK")));
+        assert!(!ready(&serve(1, "HTTP/1.1 503 Service Unavailable")));
+    }
 
     #[test]
     fn a_closed_port_fails_with_the_url() {

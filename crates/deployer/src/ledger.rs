@@ -142,12 +142,32 @@ pub fn last_good_of<'a>(releases: &'a [Release], version: &str) -> Option<&'a Re
     })
 }
 
-/// The login name of whoever runs the deployer, for the ledger's `who`.
+/// The login name of whoever runs the deployer, for the ledger's `who`: `$USER`/`$LOGNAME`, else
+/// what `id -un` says (CI jobs and containers often have neither variable).
 pub fn who() -> String {
-    ["USER", "LOGNAME", "USERNAME"]
+    ["USER", "LOGNAME"]
         .iter()
         .find_map(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+        .or_else(|| {
+            crate::process::Cmd::new("id")
+                .arg("-un")
+                .checked(std::time::Duration::from_secs(5))
+                .ok()
+                .map(|name| name.trim().to_string())
+                .filter(|name| !name.is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// A release time as a person reads it: RFC 3339, to the second.
+pub fn format_time(time: OffsetDateTime) -> String {
+    time.replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| time.to_string())
 }
 
 #[cfg(test)]
@@ -228,6 +248,14 @@ mod tests {
         let releases = vec![release("1", Action::Deploy, Outcome::Failed)];
         assert!(previous_good(&releases, None).is_none());
         assert!(current(&releases).is_none());
+    }
+
+    #[test]
+    fn times_are_shown_to_the_second() {
+        assert_eq!(
+            format_time(OffsetDateTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> Result<()> {
         "rolling {env} back from {} to {} (deployed {} by {})",
         running.as_deref().unwrap_or("nothing"),
         release.version,
-        release.time,
+        crate::ledger::format_time(release.time),
         release.who
     ));
     deploy::release(ctx, target.as_ref(), &plan, Action::Rollback)

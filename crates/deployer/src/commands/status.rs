@@ -38,7 +38,7 @@ pub fn status(ctx: &Context, args: TargetArg) -> Result<()> {
             None => format!(
                 "{env}: nothing is running (project {}){}",
                 probe.project(),
-                last.map(|r| format!("; last release {} at {}", r.version, r.time))
+                last.map(|r| format!("; last release {} at {}", r.version, ledger::format_time(r.time)))
                     .unwrap_or_default()
             ),
             Some(app) => format!(
@@ -68,14 +68,14 @@ pub fn history(ctx: &Context, args: HistoryArgs) -> Result<()> {
                 return format!("{env}: no release yet");
             }
             let mut text = format!(
-                "{:<26} {:<16} {:<14} {:<7} {:<10} {:<19} {}\n",
+                "{:<20} {:<16} {:<14} {:<7} {:<10} {:<12} {}\n",
                 "time", "version", "action", "result", "who", "image", "target"
             );
             for r in shown {
                 let image = r.image_id.strip_prefix("sha256:").unwrap_or(&r.image_id);
                 text.push_str(&format!(
-                    "{:<26} {:<16} {:<14} {:<7} {:<10} {:<19} {}\n",
-                    r.time.to_string().chars().take(26).collect::<String>(),
+                    "{:<20} {:<16} {:<14} {:<7} {:<10} {:<12} {}\n",
+                    ledger::format_time(r.time),
                     r.version,
                     serde_json::to_value(r.action)
                         .ok()

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::docker::{self, ContainerState};
 use crate::error::{Error, Result};
+use crate::http;
 use crate::plan::{Plan, SERVICE_PORT};
 use crate::process::Cmd;
 use crate::report::Step;
@@ -24,6 +25,13 @@ use crate::target::{Check, Diagnosis, Live, Target, redact};
 const APP_SERVICE: &str = "app";
 /// How many log lines a failed deploy shows.
 const LOG_TAIL: usize = 30;
+/// What the app logs when the database refuses its credentials (the server's own words).
+const ACCESS_DENIED: &str = "Access denied";
+/// How many log lines are read to find the cause and the lines worth showing.
+const LOG_SCAN: usize = 300;
+/// How often the wait asks /readyz itself, and looks at the log.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const LOG_CHECK_EVERY: Duration = Duration::from_secs(3);
 /// uid/gid of the runtime image's `nonroot` user: the app reads its password file as that user.
 const APP_UID: u32 = 65532;
 
@@ -195,7 +203,10 @@ impl ComposeTarget {
                 ..Diagnosis::default()
             };
         };
-        let log_tail = docker::logs_tail(&state.id, LOG_TAIL).unwrap_or_default();
+        let log_tail = without_probes(
+            docker::logs_tail(&state.id, LOG_SCAN).unwrap_or_default(),
+            LOG_TAIL,
+        );
         let secrets = self.secret_values(plan);
         let log_tail: Vec<String> = log_tail
             .iter()
@@ -244,6 +255,19 @@ impl ComposeTarget {
     }
 }
 
+/// The last `keep` log lines without the request lines of health probes (the healthcheck's and
+/// the deployer's own `/readyz` and `/healthz` calls), which would otherwise fill the tail.
+pub fn without_probes(lines: Vec<String>, keep: usize) -> Vec<String> {
+    let mut kept: Vec<String> = lines
+        .into_iter()
+        .filter(|l| !(l.contains("\"route\":\"/readyz\"") || l.contains("\"route\":\"/healthz\"")))
+        .collect();
+    if kept.len() > keep {
+        kept.drain(..kept.len() - keep);
+    }
+    kept
+}
+
 /// The most likely reason a release is not healthy, in one sentence.
 pub fn likely_cause(
     state: &ContainerState,
@@ -251,7 +275,7 @@ pub fn likely_cause(
     timed_out: Option<Duration>,
 ) -> String {
     let logs = log_tail.join("\n");
-    if logs.contains("Access denied") {
+    if logs.contains(ACCESS_DENIED) {
         return "the database refused the app's credentials (\"Access denied\"): the password secret does not \
                 match the database's; if the data volume predates the secrets, restore the old secret files \
                 or purge the data (`deployer down --purge-data`)"
@@ -473,6 +497,8 @@ impl Target for ComposeTarget {
         step: &mut Step<'_>,
     ) -> Result<(), Diagnosis> {
         let started = Instant::now();
+        let mut last_probe: Option<Instant> = None;
+        let mut last_log_check = Instant::now();
         loop {
             let states = self.app_states(plan).unwrap_or_default();
             let ours: Vec<&ContainerState> = states
@@ -486,13 +512,34 @@ impl Target for ComposeTarget {
                 step.detail(&bad.describe());
                 return Err(self.diagnose(plan, None));
             }
+            // Docker marks a container healthy only at the first healthcheck after its interval; the
+            // probe that check makes (/readyz is 200) is asked directly meanwhile (once a second), so
+            // a release that is ready is seen as ready at once, not up to an interval later.
+            let probe_due = last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY);
             let healthy = !ours.is_empty()
                 && ours.iter().all(|s| match s.health.as_deref() {
-                    Some(health) => health == "healthy",
+                    Some("healthy") => true,
+                    Some("starting") if probe_due && s.status == "running" => {
+                        last_probe = Some(Instant::now());
+                        self.published_port(&s.id)
+                            .is_some_and(|port| http::ready(&format!("http://127.0.0.1:{port}")))
+                    }
+                    Some(_) => false,
                     None => s.status == "running",
                 });
             if healthy {
                 return Ok(());
+            }
+            // Refused credentials never heal by waiting: look at the log every few seconds.
+            if last_log_check.elapsed() >= LOG_CHECK_EVERY {
+                last_log_check = Instant::now();
+                let refused = ours.iter().any(|s| {
+                    docker::logs_tail(&s.id, LOG_SCAN)
+                        .is_ok_and(|lines| lines.iter().any(|l| l.contains(ACCESS_DENIED)))
+                });
+                if refused {
+                    return Err(self.diagnose(plan, None));
+                }
             }
             step.detail(&match ours.first() {
                 Some(state) => state.describe(),
@@ -581,6 +628,20 @@ mod tests {
             cause.contains("within 90s") && cause.contains("--timeout"),
             "{cause}"
         );
+    }
+
+    #[test]
+    fn probe_request_lines_are_left_out_of_the_tail() {
+        let lines = vec![
+            r#"{"level":"WARN","message":"database not usable yet","error":"Access denied"}"#
+                .to_string(),
+            r#"{"message":"request","route":"/readyz","status":503}"#.to_string(),
+            r#"{"message":"request","route":"/api/tasks","status":200}"#.to_string(),
+            r#"{"message":"request","route":"/healthz","status":200}"#.to_string(),
+        ];
+        let kept = without_probes(lines.clone(), 30);
+        assert_eq!(kept, [lines[0].clone(), lines[2].clone()]);
+        assert_eq!(without_probes(lines, 1).len(), 1);
     }
 
     #[test]

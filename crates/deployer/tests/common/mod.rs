@@ -29,8 +29,11 @@ fn required_env(name: &str) -> String {
     })
 }
 
+/// The checkout whose compose file is deployed (`E2E_PROJECT_DIR` to try another one).
 pub fn project_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("E2E_PROJECT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// Runs a command, panicking with its output when it cannot even start.
