@@ -1,0 +1,138 @@
+//! `cargo xtask bench`: measures, then rewrites the measured sections of docs/BENCHMARKS.md.
+//!
+//! Each part writes one section between `<!-- bench:NAME -->` markers, so `--only` refreshes a part
+//! and keeps the others' last figures.
+
+mod service;
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use xshell::{Shell, cmd};
+
+use crate::util;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run only these parts (repeatable). Default: all.
+    #[arg(long, value_enum)]
+    only: Vec<Part>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Part {
+    /// The service under wrk, next to sysbench's point-select ceiling of the same server.
+    Service,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Part::Service => "service",
+        }
+    }
+}
+
+const ALL: [Part; 1] = [Part::Service];
+const DOC: &str = "docs/BENCHMARKS.md";
+
+pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
+    let parts: Vec<Part> = if args.only.is_empty() {
+        ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
+    let mut doc = sh.read_file(DOC).unwrap_or_else(|_| skeleton());
+    for part in parts {
+        util::step(&format!("bench: {}", part.name()));
+        let section = match part {
+            Part::Service => service::measure(sh)?,
+        };
+        doc = replace_section(&doc, part.name(), &section);
+        sh.write_file(DOC, &doc)
+            .with_context(|| format!("writing {DOC}"))?;
+    }
+    eprintln!("\nwrote {DOC}");
+    Ok(())
+}
+
+fn skeleton() -> String {
+    let mut doc = String::from(
+        "# Benchmarks\n\nMeasured by `cargo xtask bench` (or `cargo xtask bench --only <part>`), which rewrites \
+         the sections below. Figures are from one run on the machine described in each section; \
+         they are not tests and nothing fails when a goal is missed.\n",
+    );
+    for part in ALL {
+        let _ = write!(
+            doc,
+            "\n<!-- bench:{0} -->\n(not measured yet)\n<!-- /bench:{0} -->\n",
+            part.name()
+        );
+    }
+    doc
+}
+
+/// Replaces the text between the markers of `name`, appending the section when it is missing.
+fn replace_section(doc: &str, name: &str, body: &str) -> String {
+    let open = format!("<!-- bench:{name} -->");
+    let close = format!("<!-- /bench:{name} -->");
+    let block = format!("{open}\n{}\n{close}", body.trim_end());
+    match (doc.find(&open), doc.find(&close)) {
+        (Some(start), Some(end)) if end > start => {
+            format!("{}{}{}", &doc[..start], block, &doc[end + close.len()..])
+        }
+        _ => format!("{}\n{}\n", doc.trim_end(), block),
+    }
+}
+
+/// One line describing the machine, for every section.
+pub fn machine(sh: &Shell) -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = sh
+        .read_file("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_gib = sh
+        .read_file("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let date = cmd!(sh, "date -u +%Y-%m-%dT%H:%MZ")
+        .read()
+        .unwrap_or_default();
+    let rev = cmd!(sh, "git rev-parse --short HEAD")
+        .read()
+        .unwrap_or_default();
+    format!("{date}, commit `{rev}`, {cpus} CPUs ({model}), {mem_gib:.0} GiB RAM")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_section;
+
+    #[test]
+    fn replaces_only_the_named_section() {
+        let doc = "head\n<!-- bench:a -->\nold a\n<!-- /bench:a -->\n<!-- bench:b -->\nold b\n<!-- /bench:b -->\n";
+        let out = replace_section(doc, "a", "new a\n");
+        assert!(out.contains("new a") && !out.contains("old a") && out.contains("old b"));
+        assert!(out.starts_with("head\n"));
+    }
+
+    #[test]
+    fn appends_a_missing_section() {
+        let out = replace_section("head\n", "c", "c body");
+        assert!(out.ends_with("<!-- bench:c -->\nc body\n<!-- /bench:c -->\n"));
+    }
+}
