@@ -83,6 +83,12 @@ pub fn tags(
 /// A release version must come from a commit, so that its revision label tells the truth.
 pub fn check_clean(version: &str, revision: &Revision, allow_dirty: bool) -> Result<()> {
     if revision.dirty && plan::is_release_version(version) && !allow_dirty {
+        if revision.sha == "unknown" {
+            return Err(Error::usage(format!(
+                "no git revision to label {version} with (not a git work tree?): build from the repository \
+                 checkout, pass --allow-dirty, or build a pre-release version such as {version}-dev"
+            )));
+        }
         return Err(Error::usage(format!(
             "the work tree has uncommitted changes, and {version} is a release version: commit them, pass \
              --allow-dirty, or build a pre-release version such as {version}-dev"

@@ -122,7 +122,10 @@ pub fn summary(ctx: &Context, target: &dyn Target, plan: &Plan, build: bool) -> 
     format!(
         "\n  platform:    {}\n  environment: {} (project {})\n  version:     {}{running}\n  image:       {image}\n  \
          database:    {}\n  URL:         {}\n  state:       {}\n",
-        target.name(),
+        match target.name() {
+            "compose" => "Docker Compose",
+            other => other,
+        },
         plan.env,
         plan.project(),
         plan.version,
