@@ -1,16 +1,16 @@
 //! Invariants of the manifests that schema validation and scanners do not check: how the objects
-//! refer to each other (selectors, ports, ConfigMap and Secret keys, the HPA's target), where
-//! they live, and how images are named. The service-specific rules are in `service_rules`.
+//! refer to each other (selectors, ports, the HPA's target), where they live, and how images are
+//! named. ConfigMap and Secret references are checked in `references`, the service-specific
+//! rules in `service_rules`.
 //!
 //! Each rule appends human-readable violations (`Kind/name: what is wrong`) to a list; an empty
 //! list means the set of objects holds together.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use serde_json::Value;
 
 use super::model::{
-    Object, Selector, Workload, image_tag, items, of_kind, resolve_port, str_at, workloads,
+    Object, Selector, Workload, image_tag, items, of_kind, resolve_port, str_at, string_map,
+    workloads,
 };
 
 /// The namespace every namespaced object must sit in (DESIGN §4).
@@ -42,7 +42,7 @@ pub fn check(objects: &[Value]) -> Vec<String> {
     disruption_budgets(objects, &mut violations);
     autoscalers(objects, &mut violations);
     network_policy_targets(objects, &mut violations);
-    config_references(objects, &mut violations);
+    super::references::check(objects, &mut violations);
     image_tags(objects, &mut violations);
     scanner_skips(objects, &mut violations);
     super::service_rules::check(objects, &mut violations);
@@ -190,15 +190,11 @@ pub fn services(objects: &[Value], out: &mut Vec<String>) {
             ));
             continue;
         };
-        let pod_labels = string_labels(statefulset.get("/spec/template/metadata/labels"));
+        let pod_labels = string_map(statefulset.get("/spec/template/metadata/labels"));
         if !Selector::from_map(headless.get("/spec/selector")).matches(&pod_labels) {
             out.push(format!("{id}: Service `{name}` does not select its pods"));
         }
     }
-}
-
-fn string_labels(value: Option<&Value>) -> super::model::Labels<'_> {
-    super::model::string_map(value)
 }
 
 /// PodDisruptionBudgets protect pods that exist.
@@ -307,99 +303,6 @@ pub fn network_policy_targets(objects: &[Value], out: &mut Vec<String>) {
     }
 }
 
-/// The keys each ConfigMap or Secret of the set provides.
-fn keys_by_name<'a>(
-    objects: &'a [Value],
-    kind: &'a str,
-    fields: &[&str],
-) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
-    of_kind(objects, kind)
-        .map(|object| {
-            let keys = fields
-                .iter()
-                .filter_map(|field| object.0.get(*field).and_then(Value::as_object))
-                .flat_map(|map| map.keys().map(String::as_str))
-                .collect();
-            (object.name(), keys)
-        })
-        .collect()
-}
-
-/// Every ConfigMap and Secret a pod refers to exists, and so does every key it names.
-pub fn config_references(objects: &[Value], out: &mut Vec<String>) {
-    let config_maps = keys_by_name(objects, "ConfigMap", &["data", "binaryData"]);
-    let secrets = keys_by_name(objects, "Secret", &["data", "stringData"]);
-    let lookup = |kind: &str| {
-        if kind == "ConfigMap" {
-            &config_maps
-        } else {
-            &secrets
-        }
-    };
-    let mut require =
-        |id: &str, kind: &str, name: Option<&str>, key: Option<&str>, optional: bool| {
-            if optional {
-                return;
-            }
-            let name = name.unwrap_or("");
-            match (lookup(kind).get(name), key) {
-                (None, _) => out.push(format!(
-                    "{id}: refers to {kind} `{name}`, which is not in the set"
-                )),
-                (Some(keys), Some(key)) if !keys.contains(key) => {
-                    out.push(format!("{id}: {kind} `{name}` has no key `{key}`"))
-                }
-                _ => {}
-            }
-        };
-    let optional = |v: &Value| v.get("optional").and_then(Value::as_bool).unwrap_or(false);
-    for workload in workloads(objects) {
-        for container in workload.containers() {
-            let id = format!("{} container {}", workload.object.id(), container.name());
-            for source in items(container.value, "/envFrom") {
-                for (field, kind) in [("configMapRef", "ConfigMap"), ("secretRef", "Secret")] {
-                    if let Some(r) = source.get(field) {
-                        require(&id, kind, str_at(r, "/name"), None, optional(r));
-                    }
-                }
-            }
-            for var in items(container.value, "/env") {
-                for (field, kind) in [("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")]
-                {
-                    if let Some(r) = var.pointer(&format!("/valueFrom/{field}")) {
-                        require(
-                            &id,
-                            kind,
-                            str_at(r, "/name"),
-                            str_at(r, "/key"),
-                            optional(r),
-                        );
-                    }
-                }
-            }
-        }
-        let id = workload.object.id();
-        let volumes = items(workload.template, "/spec/volumes");
-        let projected = volumes.iter().flat_map(|v| items(v, "/projected/sources"));
-        for source in volumes.iter().chain(projected) {
-            for (field, name_field, kind) in [
-                ("configMap", "name", "ConfigMap"),
-                ("secret", "secretName", "Secret"),
-                ("secret", "name", "Secret"),
-            ] {
-                let Some(r) = source.get(field) else { continue };
-                let Some(name) = str_at(r, &format!("/{name_field}")) else {
-                    continue;
-                };
-                require(&id, kind, Some(name), None, optional(r));
-                for item in items(r, "/items") {
-                    require(&id, kind, Some(name), str_at(item, "/key"), optional(r));
-                }
-            }
-        }
-    }
-}
-
 /// Every image names a fixed version: a tag other than `latest`, or a digest.
 pub fn image_tags(objects: &[Value], out: &mut Vec<String>) {
     for workload in workloads(objects) {
@@ -428,7 +331,8 @@ pub fn scanner_skips(objects: &[Value], out: &mut Vec<String>) {
             }
             count += 1;
             let reason = value.split_once('=').map(|(_, r)| r.trim()).unwrap_or("");
-            if !value.starts_with("CKV") || reason.len() < 20 {
+            // checkov splits the value on `=` and fails outright when there is more than one.
+            if !value.starts_with("CKV") || value.matches('=').count() != 1 || reason.len() < 20 {
                 out.push(format!(
                     "{}: skip `{key}` must read `CKV_ID=reason`, with a real reason",
                     object.id()

@@ -456,6 +456,14 @@ fn too_many_or_unexplained_scanner_skips_are_reported() {
         &v,
         "Deployment/challenge: skip `checkov.io/skip1` must read `CKV_ID=reason`",
     );
+    let v = violations_after(|o| {
+        object(o, "Deployment", "challenge")["metadata"]["annotations"]["checkov.io/skip1"] =
+            json!("CKV_K8S_43=pinned at deploy time with image=repo@sha256");
+    });
+    assert_reported(
+        &v,
+        "Deployment/challenge: skip `checkov.io/skip1` must read `CKV_ID=reason`",
+    );
 }
 
 #[test]
