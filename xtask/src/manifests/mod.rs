@@ -130,13 +130,25 @@ fn render_all(sh: &Shell, root: &Path, kubernetes: &Path) -> anyhow::Result<Vec<
             .unwrap_or(&dir)
             .display()
             .to_string();
-        let yaml = cmd!(sh, "kubectl kustomize {dir}")
-            .read()
-            .with_context(|| format!("`kubectl kustomize {KUBERNETES_DIR}/{name}` failed"))?;
+        let output = cmd!(sh, "kubectl kustomize {dir}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .context("running kubectl kustomize")?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        anyhow::ensure!(
+            output.status.success(),
+            "`kubectl kustomize {KUBERNETES_DIR}/{name}` failed:\n{stderr}"
+        );
+        // kustomize reports deprecated fields on stderr; the manifests must use current syntax.
+        anyhow::ensure!(
+            stderr.trim().is_empty(),
+            "`kubectl kustomize {KUBERNETES_DIR}/{name}` warned:\n{stderr}"
+        );
+        let yaml = String::from_utf8(output.stdout).context("kustomize printed non-UTF-8")?;
         anyhow::ensure!(!yaml.trim().is_empty(), "{name} renders to nothing");
         let file = out_dir.join(format!("{}.yaml", name.replace('/', "-")));
-        fs::write(&file, format!("{yaml}\n"))
-            .with_context(|| format!("writing {}", file.display()))?;
+        fs::write(&file, &yaml).with_context(|| format!("writing {}", file.display()))?;
         eprintln!(
             "{name}: rendered to {}",
             file.strip_prefix(root).unwrap_or(&file).display()
