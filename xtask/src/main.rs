@@ -4,6 +4,7 @@
 
 mod airgap;
 mod bench;
+mod containers;
 mod manifests;
 mod pytools;
 mod test;

@@ -3,7 +3,7 @@
 use clap::ValueEnum;
 use xshell::{Shell, cmd};
 
-use crate::{manifests, testdb, util};
+use crate::{containers, manifests, testdb, util};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,18 +18,25 @@ enum Suite {
     Lint,
     /// Unit and integration tests of every crate, against a real MySQL-compatible server.
     Rust,
+    /// The image, the Compose stack and the deployer end to end, on the local Docker engine.
+    Containers,
     /// Kubernetes manifest checks.
     Manifests,
 }
 
-const ALL: [Suite; 3] = [Suite::Lint, Suite::Rust, Suite::Manifests];
+const ALL: [Suite; 4] = [Suite::Lint, Suite::Rust, Suite::Containers, Suite::Manifests];
 
 pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
-    let suites: Vec<Suite> = if args.only.is_empty() { ALL.to_vec() } else { args.only.clone() };
+    let suites: Vec<Suite> = if args.only.is_empty() {
+        ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
     for suite in suites {
         match suite {
             Suite::Lint => lint(sh)?,
             Suite::Rust => rust(sh)?,
+            Suite::Containers => containers::run(sh)?,
             Suite::Manifests => manifests::check(sh)?,
         }
     }
@@ -47,8 +54,8 @@ fn lint(sh: &Shell) -> anyhow::Result<()> {
 
 fn rust(sh: &Shell) -> anyhow::Result<()> {
     let db = testdb::provide(sh)?;
-    util::step("cargo test --workspace");
+    util::step("cargo test --workspace --exclude e2e");
     let _env = sh.push_env("TEST_DATABASE_URL", db.url());
-    cmd!(sh, "cargo test --workspace --no-fail-fast").run()?;
+    cmd!(sh, "cargo test --workspace --exclude e2e --no-fail-fast").run()?;
     Ok(())
 }

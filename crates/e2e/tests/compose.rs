@@ -1,0 +1,136 @@
+//! The Compose stack end to end, through `deploy/compose/compose.yaml` as users run it.
+
+use std::time::{Duration, Instant};
+
+use e2e::{
+    ComposeProject, docker, health, http, inspect, logs, run, wait_for_200, wait_for_health,
+};
+use serde_json::{Value, json};
+
+#[test]
+fn compose_stack_serves_crud_survives_a_db_restart_and_leaves_nothing_after_down() {
+    let project = ComposeProject::new("app-secret-0001", "root-secret-0001");
+    project.run(&["up", "-d"]);
+    let app = project.container("app");
+    let db = project.container("db");
+    wait_for_health(&app, "healthy", Duration::from_secs(180));
+
+    let agent = http();
+    let created: Value = {
+        let mut response = agent
+            .post(project.url("/api/tasks"))
+            .send_json(json!({"title": "write the e2e test", "description": "compose"}))
+            .expect("POST /api/tasks");
+        assert_eq!(response.status(), 201);
+        response.body_mut().read_json().expect("task JSON")
+    };
+    let id = created["id"].as_u64().expect("numeric id");
+    let task_url = project.url(&format!("/api/tasks/{id}"));
+    let mut response = agent.get(&task_url).call().expect("GET task");
+    assert_eq!(response.status(), 200);
+    let read: Value = response.body_mut().read_json().expect("task JSON");
+    assert_eq!(read["title"], "write the e2e test");
+    let mut response = agent
+        .patch(&task_url)
+        .send_json(json!({"done": true}))
+        .expect("PATCH task");
+    assert_eq!(response.status(), 200);
+    let patched: Value = response.body_mut().read_json().expect("task JSON");
+    assert_eq!(patched["done"], true);
+    let doomed: Value = agent
+        .post(project.url("/api/tasks"))
+        .send_json(json!({"title": "to delete"}))
+        .expect("POST")
+        .body_mut()
+        .read_json()
+        .expect("task JSON");
+    let doomed_url = project.url(&format!("/api/tasks/{}", doomed["id"]));
+    assert_eq!(
+        agent.delete(&doomed_url).call().expect("DELETE").status(),
+        204
+    );
+    assert_eq!(agent.get(&doomed_url).call().expect("GET").status(), 404);
+
+    // Restart the database under the running service: data persists, the app recovers by itself.
+    let app_started = inspect(&app, "{{.State.StartedAt}}");
+    project.run(&["restart", "db"]);
+    wait_for_health(&db, "healthy", Duration::from_secs(120));
+    wait_for_200(&task_url, Duration::from_secs(60));
+    let mut response = agent.get(&task_url).call().expect("GET task after restart");
+    let after: Value = response.body_mut().read_json().expect("task JSON");
+    assert_eq!(after["title"], "write the e2e test");
+    assert_eq!(after["done"], true);
+    wait_for_health(&app, "healthy", Duration::from_secs(60));
+    assert_eq!(
+        inspect(&app, "{{.State.StartedAt}}"),
+        app_started,
+        "the app container was restarted"
+    );
+    assert_eq!(inspect(&app, "{{.RestartCount}}"), "0");
+
+    // `down -v` removes containers, the network and the named volume.
+    project.run(&["down", "-v", "--timeout", "10"]);
+    let label = format!("label=com.docker.compose.project={}", project.name);
+    assert_eq!(
+        docker(&["ps", "-a", "-q", "--filter", &label]),
+        "",
+        "containers left behind"
+    );
+    assert_eq!(
+        docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={}_", project.name)
+        ]),
+        ""
+    );
+    assert_eq!(
+        docker(&["volume", "ls", "-q", "--filter", &label]),
+        "",
+        "volumes left behind"
+    );
+    assert!(
+        !run(
+            "docker",
+            &["volume", "inspect", &format!("{}_db-data", project.name)]
+        )
+        .status
+        .success()
+    );
+}
+
+#[test]
+fn wrong_database_password_never_turns_healthy_and_says_access_denied_without_the_password() {
+    let project = ComposeProject::new("right-password-7431", "root-password-7431");
+    // The database initialises with the right password, then the app gets another one.
+    project.run(&["up", "-d", "db"]);
+    let db = project.container("db");
+    wait_for_health(&db, "healthy", Duration::from_secs(180));
+    let wrong = "wrong-password-5826";
+    project.write_secret("db_password", wrong);
+    project.run(&["up", "-d", "--no-recreate", "app"]);
+    let app = project.container("app");
+
+    // Past the start period (30 s) and three failed checks the verdict is final: never healthy.
+    let deadline = Instant::now() + Duration::from_secs(75);
+    let mut status = health(&app);
+    while status != "unhealthy" && Instant::now() < deadline {
+        assert_ne!(
+            status, "healthy",
+            "the app turned healthy with a wrong password"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        status = health(&app);
+    }
+    assert_eq!(status, "unhealthy");
+    let log = logs(&app);
+    assert!(
+        log.contains("Access denied"),
+        "the log does not say the credentials were refused:\n{log}"
+    );
+    for secret in [wrong, "right-password-7431", "root-password-7431"] {
+        assert!(!log.contains(secret), "the log prints a password");
+    }
+}

@@ -1,0 +1,142 @@
+//! The `containers` suite of `cargo xtask test`: the Dockerfile's linters, then the image, the Compose
+//! stack and the deployer end to end on the local Docker engine.
+//!
+//! The service image is built once here (as [`E2E_IMAGE`]) and handed to the test processes through
+//! `E2E_APP_IMAGE`, with the database image in `E2E_DB_IMAGE`.
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+use crate::{airgap, pytools, util};
+
+/// The tag the container tests run.
+pub const E2E_IMAGE: &str = "infra-challenge:e2e";
+
+pub fn run(sh: &Shell) -> anyhow::Result<()> {
+    lint_dockerfile(sh)?;
+    util::step("base images (seeded from Debian packages when no registry answers)");
+    let db_image = airgap::ensure_images(sh)?;
+    util::step(&format!("docker build --tag {E2E_IMAGE}"));
+    build_image(sh, E2E_IMAGE, &[])?;
+
+    let _app = sh.push_env("E2E_APP_IMAGE", E2E_IMAGE);
+    let _db = sh.push_env("E2E_DB_IMAGE", &db_image);
+    util::step("cargo test -p e2e (image, Compose stack, replicas)");
+    cmd!(sh, "cargo test -p e2e --no-fail-fast").run()?;
+
+    if deployer_has_e2e_feature()? {
+        util::step("cargo test -p deployer --features e2e");
+        cmd!(sh, "cargo test -p deployer --features e2e --no-fail-fast").run()?;
+    } else {
+        eprintln!(
+            "SKIPPED: deployer end-to-end tests: crates/deployer/Cargo.toml has no `e2e` feature yet"
+        );
+    }
+    Ok(())
+}
+
+/// hadolint and checkov's dockerfile framework, from the pinned tools virtualenv.
+fn lint_dockerfile(sh: &Shell) -> anyhow::Result<()> {
+    util::step("hadolint Dockerfile");
+    let hadolint = pytools::tool(sh, "hadolint")?;
+    cmd!(sh, "{hadolint} Dockerfile xtask/airgap/mariadb/Dockerfile").run()?;
+    util::step("checkov --framework dockerfile");
+    let checkov = pytools::tool(sh, "checkov")?;
+    cmd!(
+        sh,
+        "{checkov} --quiet --compact --skip-download --framework dockerfile --file Dockerfile --file xtask/airgap/mariadb/Dockerfile"
+    )
+    .run()?;
+    Ok(())
+}
+
+/// `docker build` of the service image with the version, revision and date build arguments.
+///
+/// The date is the commit's, not the wall clock's: the same commit builds the same image, and the
+/// build cache keeps working between runs.
+pub fn build_image(sh: &Shell, tag: &str, extra: &[&str]) -> anyhow::Result<()> {
+    let version = workspace_version()?;
+    let sha = cmd!(sh, "git rev-parse HEAD")
+        .quiet()
+        .read()
+        .context("git rev-parse HEAD")?;
+    let date = cmd!(
+        sh,
+        "git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ"
+    )
+    .env("TZ", "UTC")
+    .quiet()
+    .read()?;
+    let args = [
+        format!("VERSION={version}"),
+        format!("GIT_SHA={sha}"),
+        format!("BUILD_DATE={date}"),
+    ];
+    let build_args: Vec<&str> = args
+        .iter()
+        .flat_map(|a| ["--build-arg", a.as_str()])
+        .collect();
+    cmd!(sh, "docker build {build_args...} {extra...} --tag {tag} .")
+        .run()
+        .with_context(|| format!("building {tag}"))?;
+    Ok(())
+}
+
+/// `[workspace.package] version` from the root Cargo.toml: what the image's version label says.
+pub fn workspace_version() -> anyhow::Result<String> {
+    let path = util::project_root().join("Cargo.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut in_package = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[workspace.package]";
+        } else if in_package && let Some(value) = line.strip_prefix("version") {
+            let value = value
+                .trim_start()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"');
+            return Ok(value.to_owned());
+        }
+    }
+    anyhow::bail!("{} has no [workspace.package] version", path.display())
+}
+
+fn deployer_has_e2e_feature() -> anyhow::Result<bool> {
+    let path = util::project_root().join("crates/deployer/Cargo.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(has_feature(&text, "e2e"))
+}
+
+/// Whether a manifest's `[features]` table declares `feature`.
+fn has_feature(manifest: &str, feature: &str) -> bool {
+    let mut in_features = false;
+    manifest.lines().map(str::trim).any(|line| {
+        if line.starts_with('[') {
+            in_features = line == "[features]";
+            return false;
+        }
+        in_features
+            && line
+                .split('=')
+                .next()
+                .is_some_and(|key| key.trim() == feature)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_feature;
+
+    #[test]
+    fn feature_is_found_only_in_the_features_table() {
+        let manifest = "[package]\nname = \"x\"\n\n[features]\n# comment\ne2e = []\n";
+        assert!(has_feature(manifest, "e2e"));
+        assert!(!has_feature(
+            "[package]\ne2e = 1\n[features]\nother = []\n",
+            "e2e"
+        ));
+    }
+}
