@@ -46,6 +46,7 @@ pub fn check(objects: &[Value]) -> Vec<String> {
     image_tags(objects, &mut violations);
     scanner_skips(objects, &mut violations);
     super::service_rules::check(objects, &mut violations);
+    super::pod_security::check(objects, &mut violations);
     violations
 }
 

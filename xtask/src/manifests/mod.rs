@@ -10,6 +10,7 @@
 
 mod invariants;
 mod model;
+mod pod_security;
 mod references;
 mod scanners;
 mod service_rules;
