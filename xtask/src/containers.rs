@@ -4,6 +4,8 @@
 //! The service image is built once here (as [`E2E_IMAGE`]) and handed to the test processes through
 //! `E2E_APP_IMAGE`, with the database image in `E2E_DB_IMAGE`.
 
+use std::path::Path;
+
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
@@ -17,7 +19,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     util::step("base images (seeded from Debian packages when no registry answers)");
     let db_image = airgap::ensure_images(sh)?;
     util::step(&format!("docker build --tag {E2E_IMAGE}"));
-    build_image(sh, E2E_IMAGE, &[])?;
+    build_image(sh, &util::project_root(), E2E_IMAGE, &[])?;
 
     let _app = sh.push_env("E2E_APP_IMAGE", E2E_IMAGE);
     let _db = sh.push_env("E2E_DB_IMAGE", &db_image);
@@ -50,19 +52,21 @@ fn lint_dockerfile(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `docker build` of the service image with the version, revision and date build arguments.
+/// `docker build` of the service image from `context` with the version, revision and date build
+/// arguments taken from this repository.
 ///
 /// The date is the commit's, not the wall clock's: the same commit builds the same image, and the
 /// build cache keeps working between runs.
-pub fn build_image(sh: &Shell, tag: &str, extra: &[&str]) -> anyhow::Result<()> {
+pub fn build_image(sh: &Shell, context: &Path, tag: &str, extra: &[&str]) -> anyhow::Result<()> {
+    let root = util::project_root();
     let version = workspace_version()?;
-    let sha = cmd!(sh, "git rev-parse HEAD")
+    let sha = cmd!(sh, "git -C {root} rev-parse HEAD")
         .quiet()
         .read()
         .context("git rev-parse HEAD")?;
     let date = cmd!(
         sh,
-        "git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ"
+        "git -C {root} log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ"
     )
     .env("TZ", "UTC")
     .quiet()
@@ -76,9 +80,12 @@ pub fn build_image(sh: &Shell, tag: &str, extra: &[&str]) -> anyhow::Result<()> 
         .iter()
         .flat_map(|a| ["--build-arg", a.as_str()])
         .collect();
-    cmd!(sh, "docker build {build_args...} {extra...} --tag {tag} .")
-        .run()
-        .with_context(|| format!("building {tag}"))?;
+    cmd!(
+        sh,
+        "docker build {build_args...} {extra...} --tag {tag} {context}"
+    )
+    .run()
+    .with_context(|| format!("building {tag}"))?;
     Ok(())
 }
 
