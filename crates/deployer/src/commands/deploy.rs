@@ -140,28 +140,14 @@ pub fn release(ctx: &Context, target: &dyn Target, plan: &Plan, action: Action) 
     let reporter = &ctx.reporter;
     let started = Instant::now();
     let step = reporter.step("checking prerequisites");
-    if let Err(e) = target.preflight(plan) {
-        step.failed("");
-        return Err(e);
-    }
-    let image_id = match docker::image_id(&plan.app_image())? {
-        Some(id) => id,
-        None => {
+    let checked = check_release(ctx, target, plan);
+    let (image_id, before, releases) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
             step.failed("");
-            return Err(Error::prerequisite(
-                format!("the image {} is not in the local engine", plan.app_image()),
-                format!(
-                    "build it: `deployer build --version {}`, or add --build to the deploy",
-                    plan.version
-                ),
-            ));
+            return Err(e);
         }
     };
-    ensure_db_image(plan)?;
-    let live = target.live(plan)?;
-    let releases = ctx.ledger(&plan.env).load()?;
-    // What serves now: the live app (if any), else nothing.
-    let before = live.version.clone().filter(|_| live.app.is_some());
     step.ok(&format!(
         "{}, running now: {}",
         target.name(),
@@ -236,6 +222,31 @@ pub fn release(ctx: &Context, target: &dyn Target, plan: &Plan, action: Action) 
             }
         }
     }
+}
+
+/// Everything checked before a release changes anything: the target's prerequisites, both images,
+/// what runs now (`before`) and the ledger.
+fn check_release(
+    ctx: &Context,
+    target: &dyn Target,
+    plan: &Plan,
+) -> Result<(String, Option<String>, Vec<Release>)> {
+    target.preflight(plan)?;
+    let image_id = docker::image_id(&plan.app_image())?.ok_or_else(|| {
+        Error::prerequisite(
+            format!("the image {} is not in the local engine", plan.app_image()),
+            format!(
+                "build it: `deployer build --version {}`, or add --build to the deploy",
+                plan.version
+            ),
+        )
+    })?;
+    ensure_db_image(plan)?;
+    let live = target.live(plan)?;
+    let releases = ctx.ledger(&plan.env).load()?;
+    // What serves now: the live app (if any), else nothing.
+    let before = live.version.clone().filter(|_| live.app.is_some());
+    Ok((image_id, before, releases))
 }
 
 fn verb(action: Action) -> &'static str {
@@ -363,6 +374,9 @@ fn report_diagnosis(ctx: &Context, plan: &Plan, diagnosis: &Diagnosis) {
     }
 }
 
+/// The database stand-in `cargo xtask airgap-images` builds where no registry serves `mysql:8.4`.
+pub const AIRGAP_DB_IMAGE: &str = "infra-challenge/mariadb:10.11";
+
 /// The database image must be local; pull it when a registry can provide it.
 fn ensure_db_image(plan: &Plan) -> Result<()> {
     if docker::image_id(&plan.db_image)?.is_some() {
@@ -374,14 +388,23 @@ fn ensure_db_image(plan: &Plan) -> Result<()> {
     if pulled.success {
         Ok(())
     } else {
+        let standin_here = docker::image_id(AIRGAP_DB_IMAGE).ok().flatten().is_some();
         Err(Error::prerequisite(
             format!(
                 "the database image {} is not in the local engine and could not be pulled ({})",
                 plan.db_image,
                 pulled.explanation().lines().last().unwrap_or("")
             ),
-            "where no registry is reachable, seed a stand-in with `cargo xtask airgap-images` and pass it with \
-             --db-image",
+            if standin_here {
+                format!(
+                    "the air-gapped stand-in is here: pass --db-image {AIRGAP_DB_IMAGE} (or DEPLOYER_DB_IMAGE)"
+                )
+            } else {
+                format!(
+                    "where no registry is reachable, seed a stand-in with `cargo xtask airgap-images` and pass \
+                     --db-image {AIRGAP_DB_IMAGE}"
+                )
+            },
         ))
     }
 }

@@ -397,8 +397,12 @@ impl Target for ComposeTarget {
             Ok(None) => Check::fail(
                 "database image",
                 format!("{} is not in the local engine", plan.db_image),
-                "`docker pull` it; where no registry is reachable seed a stand-in with `cargo xtask airgap-images` \
-                 and pass its name with --db-image",
+                format!(
+                    "`docker pull {}`; where no registry is reachable seed the stand-in with `cargo xtask \
+                     airgap-images` and pass --db-image {}",
+                    plan.db_image,
+                    crate::commands::deploy::AIRGAP_DB_IMAGE
+                ),
             ),
             Err(e) => Check::fail("database image", e.to_string(), "check `docker images`"),
         });
