@@ -7,7 +7,7 @@ use dialoguer::theme::ColorfulTheme;
 use serde_json::json;
 
 use crate::cli::{DownArgs, LogsArgs};
-use crate::commands::deploy;
+use crate::commands::release;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger::{Action, Outcome};
@@ -51,7 +51,7 @@ pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
     } else {
         "containers removed, data kept"
     });
-    deploy::record(ctx, target.as_ref(), &plan, "", Action::Down, Outcome::Ok)?;
+    release::record(ctx, target.as_ref(), &plan, "", Action::Down, Outcome::Ok)?;
     ctx.reporter.result(
         json!({ "env": env, "project": plan.project(), "purged_data": args.purge_data }),
         || {

@@ -4,6 +4,7 @@ pub mod build;
 pub mod deploy;
 pub mod down;
 pub mod interactive;
+pub mod release;
 pub mod render;
 pub mod rollback;
 pub mod status;

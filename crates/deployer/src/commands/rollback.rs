@@ -1,7 +1,7 @@
 //! `deployer rollback [--to V]`: deploy an earlier good release again.
 
 use crate::cli::RollbackArgs;
-use crate::commands::deploy;
+use crate::commands::release;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger::{self, Action};
@@ -33,5 +33,5 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> Result<()> {
         crate::ledger::format_time(release.time),
         release.who
     ));
-    deploy::release(ctx, target.as_ref(), &plan, Action::Rollback)
+    release::release(ctx, target.as_ref(), &plan, Action::Rollback)
 }

@@ -21,12 +21,18 @@ use crate::report::Step;
 use crate::secrets::{self, SecretFile};
 use crate::target::{Check, Diagnosis, Live, Target, redact};
 
+mod checks;
+mod diagnosis;
+mod flavour;
+
+use checks::disk_check;
+use diagnosis::{ACCESS_DENIED, likely_cause, without_probes};
+pub use flavour::{Flavour, detect_flavour};
+
 /// The app service in compose.yaml.
 const APP_SERVICE: &str = "app";
 /// How many log lines a failed deploy shows.
 const LOG_TAIL: usize = 30;
-/// What the app logs when the database refuses its credentials (the server's own words).
-const ACCESS_DENIED: &str = "Access denied";
 /// How many log lines are read to find the cause and the lines worth showing.
 const LOG_SCAN: usize = 300;
 /// How often the wait asks /readyz itself, and looks at the log.
@@ -49,57 +55,6 @@ pub const SECRET_FILES: [SecretFile; 2] = [
         owner: None,
     },
 ];
-
-/// Which Compose the machine has.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Flavour {
-    /// `docker compose` (the v2 plugin).
-    Plugin { version: String },
-    /// `docker-compose` (standalone, v1 or v2).
-    Standalone { version: String },
-}
-
-impl Flavour {
-    pub fn describe(&self) -> String {
-        match self {
-            Flavour::Plugin { version } => format!("docker compose {version}"),
-            Flavour::Standalone { version } => format!("docker-compose {version}"),
-        }
-    }
-
-    fn base(&self) -> Cmd {
-        match self {
-            Flavour::Plugin { .. } => Cmd::new("docker").arg("compose"),
-            Flavour::Standalone { .. } => Cmd::new("docker-compose"),
-        }
-    }
-}
-
-/// Finds the Compose flavour: the v2 plugin when present, else the standalone binary.
-pub fn detect_flavour() -> Result<Flavour> {
-    let quick = Duration::from_secs(20);
-    let plugin = Cmd::new("docker")
-        .args(["compose", "version", "--short"])
-        .output(quick);
-    if let Some(output) = plugin.ok().filter(|o| o.success) {
-        return Ok(Flavour::Plugin {
-            version: output.stdout.trim().to_string(),
-        });
-    }
-    match Cmd::new("docker-compose")
-        .args(["version", "--short"])
-        .output(quick)
-    {
-        Ok(output) if output.success => Ok(Flavour::Standalone {
-            version: output.stdout.trim().to_string(),
-        }),
-        _ => Err(Error::prerequisite(
-            "Docker Compose is not installed: neither `docker compose` nor `docker-compose` answers",
-            "install the Compose plugin (`apt-get install docker-compose-plugin`) or the standalone \
-             `docker-compose` (`apt-get install docker-compose`)",
-        )),
-    }
-}
 
 pub struct ComposeTarget {
     file: PathBuf,
@@ -255,94 +210,8 @@ impl ComposeTarget {
     }
 }
 
-/// The last `keep` log lines without the request lines of health probes (the healthcheck's and
-/// the deployer's own `/readyz` and `/healthz` calls), which would otherwise fill the tail.
-pub fn without_probes(lines: Vec<String>, keep: usize) -> Vec<String> {
-    let mut kept: Vec<String> = lines
-        .into_iter()
-        .filter(|l| !(l.contains("\"route\":\"/readyz\"") || l.contains("\"route\":\"/healthz\"")))
-        .collect();
-    if kept.len() > keep {
-        kept.drain(..kept.len() - keep);
-    }
-    kept
-}
-
-/// The most likely reason a release is not healthy, in one sentence.
-pub fn likely_cause(
-    state: &ContainerState,
-    log_tail: &[String],
-    timed_out: Option<Duration>,
-) -> String {
-    let logs = log_tail.join("\n");
-    if logs.contains(ACCESS_DENIED) {
-        return "the database refused the app's credentials (\"Access denied\"): the password secret does not \
-                match the database's; if the data volume predates the secrets, restore the old secret files \
-                or purge the data (`deployer down --purge-data`)"
-            .into();
-    }
-    if state.is_crashing() {
-        return format!(
-            "the app process exits at start (exit code {}): see its last log lines below",
-            state.exit_code
-        );
-    }
-    if state.health.as_deref() == Some("unhealthy") {
-        return "the app runs but its healthcheck fails (`challenge healthcheck`: /readyz is not 200)".into();
-    }
-    match timed_out {
-        Some(limit) => format!(
-            "the app was not healthy within {}s (health: {}); raise --timeout if it is just slow",
-            limit.as_secs(),
-            state.health.as_deref().unwrap_or("no healthcheck")
-        ),
-        None => "the app is not healthy".into(),
-    }
-}
-
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
-}
-
-fn disk_check() -> Check {
-    let name = "disk space";
-    let root = Cmd::new("docker")
-        .args(["info", "--format", "{{.DockerRootDir}}"])
-        .checked(Duration::from_secs(20))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|dir| Path::new(dir).is_dir())
-        .unwrap_or_else(|| "/".to_string());
-    let available_kib = Cmd::new("df")
-        .args(["-Pk", &root])
-        .checked(Duration::from_secs(10))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .nth(1)?
-                .split_whitespace()
-                .nth(3)?
-                .parse::<u64>()
-                .ok()
-        });
-    // An image build needs about 2 GiB (builder layers and the target directory).
-    const NEEDED_KIB: u64 = 2 * 1024 * 1024;
-    match available_kib {
-        Some(kib) if kib >= NEEDED_KIB => Check::pass(
-            name,
-            format!("{:.1} GiB free at {root}", kib as f64 / 1048576.0),
-        ),
-        Some(kib) => Check::fail(
-            name,
-            format!("only {:.1} GiB free at {root}", kib as f64 / 1048576.0),
-            "free space: `docker image prune` removes dangling images, `docker builder prune` the build cache",
-        ),
-        None => Check::fail(
-            name,
-            format!("cannot read the free space of {root}"),
-            "check that `df` is installed (coreutils)",
-        ),
-    }
 }
 
 impl Target for ComposeTarget {
@@ -401,7 +270,7 @@ impl Target for ComposeTarget {
                     "`docker pull {}`; where no registry is reachable seed the stand-in with `cargo xtask \
                      airgap-images` and pass --db-image {}",
                     plan.db_image,
-                    crate::commands::deploy::AIRGAP_DB_IMAGE
+                    crate::commands::release::AIRGAP_DB_IMAGE
                 ),
             ),
             Err(e) => Check::fail("database image", e.to_string(), "check `docker images`"),
@@ -592,61 +461,6 @@ impl Target for ComposeTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn state(status: &str, health: Option<&str>, exit_code: i64, restarts: u64) -> ContainerState {
-        ContainerState {
-            status: status.into(),
-            health: health.map(String::from),
-            exit_code,
-            restart_count: restarts,
-            ..ContainerState::default()
-        }
-    }
-
-    #[test]
-    fn wrong_password_is_named_before_anything_else() {
-        let logs =
-            vec!["ERROR database: Access denied for user 'challenge'@'10.0.0.3'".to_string()];
-        let cause = likely_cause(
-            &state("running", Some("starting"), 0, 0),
-            &logs,
-            Some(Duration::from_secs(60)),
-        );
-        assert!(cause.contains("refused the app's credentials"), "{cause}");
-    }
-
-    #[test]
-    fn crash_loop_names_the_exit_code() {
-        let cause = likely_cause(&state("restarting", Some("starting"), 1, 3), &[], None);
-        assert!(cause.contains("exit code 1"), "{cause}");
-    }
-
-    #[test]
-    fn timeout_says_how_long_and_what_to_do() {
-        let cause = likely_cause(
-            &state("running", Some("starting"), 0, 0),
-            &[],
-            Some(Duration::from_secs(90)),
-        );
-        assert!(
-            cause.contains("within 90s") && cause.contains("--timeout"),
-            "{cause}"
-        );
-    }
-
-    #[test]
-    fn probe_request_lines_are_left_out_of_the_tail() {
-        let lines = vec![
-            r#"{"level":"WARN","message":"database not usable yet","error":"Access denied"}"#
-                .to_string(),
-            r#"{"message":"request","route":"/readyz","status":503}"#.to_string(),
-            r#"{"message":"request","route":"/api/tasks","status":200}"#.to_string(),
-            r#"{"message":"request","route":"/healthz","status":200}"#.to_string(),
-        ];
-        let kept = without_probes(lines.clone(), 30);
-        assert_eq!(kept, [lines[0].clone(), lines[2].clone()]);
-        assert_eq!(without_probes(lines, 1).len(), 1);
-    }
 
     #[test]
     fn secret_files_are_distinct() {
