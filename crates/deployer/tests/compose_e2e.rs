@@ -60,7 +60,26 @@ fn release_lifecycle_on_compose() {
     assert_serves(&env, "deploy V1", V1, &titles);
 
     // deploy V2: healthy, earlier tasks intact; status, history and render show V2; secrets unchanged.
-    let run = env.deploy_ok(V2);
+    // (through --output json, as CI runs it: every stdout line is one JSON event)
+    let run = env.deployer(&[
+        "deploy",
+        "--target",
+        "compose",
+        "--version",
+        V2,
+        "--yes",
+        "--timeout",
+        "180s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "deploying {V2} failed:\n{}", run.text());
+    for line in run.stdout.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(event["event"].is_string(), "no event name: {line}");
+    }
+    assert_eq!(run.result()["version"], V2);
     assert!(
         !run.text().contains("created secrets"),
         "secrets are never recreated"
@@ -93,6 +112,21 @@ fn release_lifecycle_on_compose() {
     let run = env.deployer(&["rollback", "--timeout", "180s"]);
     assert_eq!(run.code, 0, "rollback failed:\n{}", run.text());
     assert_serves(&env, "rollback", V1, &titles);
+
+    // rollback --to a named good release, and back.
+    let run = env.deployer(&["rollback", "--to", V2, "--timeout", "180s"]);
+    assert_eq!(run.code, 0, "rollback --to {V2} failed:\n{}", run.text());
+    assert_eq!(env.status()["version"], V2, "rollback --to {V2}");
+    let run = env.deployer(&["rollback", "--to", "7.7.7"]);
+    assert_eq!(
+        run.code,
+        2,
+        "rollback to a version never deployed is a usage error:\n{}",
+        run.text()
+    );
+    let run = env.deployer(&["rollback", "--timeout", "180s"]);
+    assert_eq!(run.code, 0, "rollback failed:\n{}", run.text());
+    assert_serves(&env, "rollback again", V1, &titles);
 
     // A broken release: fails within its timeout, names the cause, shows the log tail, and the
     // previous release (V1) serves again.
