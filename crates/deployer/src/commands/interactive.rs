@@ -168,3 +168,38 @@ pub fn equivalent_command(ctx: &Context, choices: &Choices) -> String {
     words.push("--yes".into());
     words.join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    #[test]
+    fn equivalent_command_repeats_the_explicit_global_flags() {
+        let cli = Cli::parse_from([
+            "deployer",
+            "--state-dir",
+            "/tmp/state dir",
+            "--project-dir",
+            "/src",
+            "--port",
+            "8081",
+            "--db-image",
+            "infra-challenge/mariadb:10.11",
+        ]);
+        let ctx = Context::new(cli.global).unwrap();
+        let choices = Choices {
+            target: TargetKind::Compose,
+            env: "qa".into(),
+            version: "1.2.0".into(),
+            build: true,
+        };
+        assert_eq!(
+            equivalent_command(&ctx, &choices),
+            "deployer --state-dir '/tmp/state dir' --project-dir /src --port 8081 --db-image \
+             infra-challenge/mariadb:10.11 deploy --target compose --env qa --version 1.2.0 --build --yes"
+        );
+    }
+}
