@@ -79,12 +79,12 @@ pub fn release(ctx: &Context, target: &dyn Target, plan: &Plan, action: Action) 
                 plan.version,
                 diagnosis.cause
             );
-            let restore_to = before.filter(|v| *v != plan.version).or_else(|| {
-                ledger::previous_good(&releases, Some(&plan.version)).map(|r| r.version.clone())
-            });
-            match restore_to {
+            match restore_target(before.as_deref(), &plan.version, &releases) {
                 None => Err(Error::DeployFailed {
-                    message: format!("{message}; there was no earlier release to restore"),
+                    message: format!(
+                        "{message}; there was no earlier release to restore, so the failed one is left in place \
+                         for inspection (`deployer logs`, then `deployer down`)"
+                    ),
                     restored: true,
                 }),
                 Some(previous) => {
@@ -103,6 +103,15 @@ pub fn release(ctx: &Context, target: &dyn Target, plan: &Plan, action: Action) 
             }
         }
     }
+}
+
+/// The release to restore after `failed` did not become healthy: what ran before (unless it was
+/// the failed version itself), else the last good release of another version.
+pub fn restore_target(before: Option<&str>, failed: &str, releases: &[Release]) -> Option<String> {
+    before
+        .filter(|v| *v != failed)
+        .map(str::to_string)
+        .or_else(|| ledger::previous_good(releases, Some(failed)).map(|r| r.version.clone()))
 }
 
 /// Everything checked before a release changes anything: the target's prerequisites, both images,
@@ -287,5 +296,45 @@ fn ensure_db_image(plan: &Plan) -> Result<()> {
                 )
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(version: &str) -> Release {
+        Release {
+            version: version.into(),
+            image_id: String::new(),
+            time: OffsetDateTime::UNIX_EPOCH,
+            action: Action::Deploy,
+            result: Outcome::Ok,
+            who: "t".into(),
+            target: "compose".into(),
+            port: 8000,
+        }
+    }
+
+    #[test]
+    fn a_failed_upgrade_restores_what_ran_before() {
+        assert_eq!(
+            restore_target(Some("1"), "2", &[ok("1")]).as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn a_failed_redeploy_of_the_running_version_restores_the_last_other_good_one() {
+        let releases = [ok("1"), ok("2")];
+        assert_eq!(
+            restore_target(Some("2"), "2", &releases).as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn a_failed_first_deploy_has_nothing_to_restore() {
+        assert_eq!(restore_target(None, "1", &[]), None);
     }
 }
