@@ -2,9 +2,10 @@
 //! deadline, so a hung engine can never hang the deployer.
 
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,16 @@ impl Cmd {
 
     /// Runs to completion (killed after `timeout`) and captures stdout and stderr.
     pub fn output(&self, timeout: Duration) -> Result<Output> {
+        self.output_watched(timeout, &mut |_| {})
+    }
+
+    /// Like `output`, and hands every line printed (stdout or stderr) to `on_line` as it comes,
+    /// e.g. to show a long build's progress.
+    pub fn output_watched(
+        &self,
+        timeout: Duration,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<Output> {
         let mut child = self
             .command()
             .stdin(Stdio::null())
@@ -125,10 +136,14 @@ impl Cmd {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
+        let (lines_tx, lines) = mpsc::channel();
+        let stdout = drain(child.stdout.take(), lines_tx.clone());
+        let stderr = drain(child.stderr.take(), lines_tx);
         let deadline = Instant::now() + timeout;
         let status = loop {
+            while let Ok(line) = lines.try_recv() {
+                on_line(&line);
+            }
             match child.try_wait().map_err(|e| self.spawn_error(e))? {
                 Some(status) => break status,
                 None if Instant::now() >= deadline => {
@@ -142,11 +157,15 @@ impl Cmd {
                 None => thread::sleep(Duration::from_millis(25)),
             }
         };
-        Ok(Output {
+        let output = Output {
             success: status.success(),
             stdout: stdout.join().unwrap_or_default(),
             stderr: stderr.join().unwrap_or_default(),
-        })
+        };
+        for line in lines.try_iter() {
+            on_line(&line);
+        }
+        Ok(output)
     }
 
     /// Like `output`, but a non-zero exit is an error carrying the tool's explanation.
@@ -173,13 +192,23 @@ impl Cmd {
     }
 }
 
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
+/// Reads a pipe to its end on a thread: returns everything, and sends each line as it arrives.
+fn drain<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    lines: mpsc::Sender<String>,
+) -> thread::JoinHandle<String> {
     thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
+        let mut all = Vec::new();
+        if let Some(pipe) = pipe {
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                // The receiver may be gone (the command timed out): the text is still collected.
+                let _ = lines.send(String::from_utf8_lossy(&line).trim_end().to_string());
+                all.append(&mut line);
+            }
         }
-        String::from_utf8_lossy(&bytes).into_owned()
+        String::from_utf8_lossy(&all).into_owned()
     })
 }
 
@@ -204,6 +233,20 @@ mod tests {
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(3));
         assert!(error.to_string().contains("no answer"), "{error}");
+    }
+
+    #[test]
+    fn watched_output_hands_over_every_line() {
+        let mut seen = Vec::new();
+        let output = Cmd::new("sh")
+            .args(["-c", "echo one; echo two >&2; echo three"])
+            .output_watched(Duration::from_secs(5), &mut |line| {
+                seen.push(line.to_string())
+            })
+            .unwrap();
+        seen.sort();
+        assert_eq!(seen, ["one", "three", "two"]);
+        assert_eq!(output.stdout, "one\nthree\n");
     }
 
     #[test]

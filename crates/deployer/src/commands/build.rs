@@ -159,8 +159,13 @@ pub fn build_image(
         cmd = cmd.arg("--build-arg").arg(format!("{name}={value}"));
     }
     let cmd = cmd.arg(".");
-    let step = ctx.reporter.step(&format!("building {}", tags[0]));
-    let output = match cmd.output(BUILD_TIMEOUT) {
+    let mut step = ctx.reporter.step(&format!("building {}", tags[0]));
+    // The classic builder prints "Step N/M : INSTRUCTION": enough to show where a long build is.
+    let output = match cmd.output_watched(BUILD_TIMEOUT, &mut |line| {
+        if line.starts_with("Step ") {
+            step.detail(&line.chars().take(70).collect::<String>());
+        }
+    }) {
         Ok(output) => output,
         Err(e) => {
             step.failed("");
