@@ -256,29 +256,26 @@ impl ComposeProject {
             .expect("temp dir");
         std::fs::set_permissions(secrets.path(), std::fs::Permissions::from_mode(0o700))
             .expect("chmod");
-        let project = Self {
-            name: unique_name("e2e").replace('-', ""),
-            port: free_port(),
-            secrets,
-            env: Vec::new(),
-        };
-        project.write_secret("db_password", db_password);
-        project.write_secret("db_root_password", root_password);
         let (image, tag) = app_image()
             .rsplit_once(':')
-            .map(|(i, t)| (i.to_owned(), t.to_owned()))
-            .expect("tag");
-        let mut project = project;
-        project.env = vec![
+            .map(|(image, tag)| (image.to_owned(), tag.to_owned()))
+            .expect("E2E_APP_IMAGE is `repository:tag`");
+        let port = free_port();
+        let env = vec![
             ("APP_IMAGE".into(), image),
             ("APP_VERSION".into(), tag),
             ("DB_IMAGE".into(), db_image()),
-            ("APP_PORT".into(), project.port.to_string()),
-            (
-                "SECRETS_DIR".into(),
-                project.secrets.path().display().to_string(),
-            ),
+            ("APP_PORT".into(), port.to_string()),
+            ("SECRETS_DIR".into(), secrets.path().display().to_string()),
         ];
+        let project = Self {
+            name: unique_name("e2e").replace('-', ""),
+            port,
+            secrets,
+            env,
+        };
+        project.write_secret("db_password", db_password);
+        project.write_secret("db_root_password", root_password);
         project
     }
 

@@ -107,14 +107,15 @@ fn image_runs_as_a_numeric_non_root_user() {
         ],
     );
     std::thread::sleep(Duration::from_secs(1));
-    let uids = docker(&["top", &app.name, "-o", "uid"]);
-    let process_uid = uids
+    // `docker top` needs the PID column; the numeric uid is the second one.
+    let top = docker(&["top", &app.name, "-o", "pid,uid"]);
+    let process_uid = top
         .lines()
         .nth(1)
-        .map(str::trim)
+        .and_then(|line| line.split_whitespace().nth(1))
         .unwrap_or_default()
         .to_owned();
-    assert_eq!(process_uid, uid, "docker top:\n{uids}");
+    assert_eq!(process_uid, uid, "docker top:\n{top}");
 }
 
 #[test]
@@ -129,7 +130,21 @@ fn image_has_no_shell() {
             !out.status.success(),
             "`docker run --entrypoint {shell}` succeeded: the image has a shell"
         );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("not found") || stderr.contains("no such file"),
+            "`docker run --entrypoint {shell}` failed for another reason than a missing shell: {stderr}"
+        );
     }
+    // The same invocation with the image's own binary works, so the failures above are the shell's.
+    docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/usr/local/bin/challenge",
+        &image,
+        "version",
+    ]);
 }
 
 #[test]

@@ -70,7 +70,8 @@ MYSQL_ALLOW_EMPTY_PASSWORD=yes or MYSQL_RANDOM_ROOT_PASSWORD=yes"
   mariadb-admin --socket="$init_socket" -uroot ping >/dev/null 2>&1 || die "the initialisation server did not start"
   {
     echo "SET @@SESSION.SQL_LOG_BIN=0;"
-    echo "DROP USER IF EXISTS ''@'localhost', ''@'$(hostname)', 'root'@'$(hostname)';"
+    # mariadb-install-db also creates password-less root@127.0.0.1, root@::1 and root@<hostname>.
+    echo "DROP USER IF EXISTS ''@'localhost', ''@'$(hostname)', 'root'@'$(hostname)', 'root'@'127.0.0.1', 'root'@'::1';"
     echo "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_string "${MYSQL_ROOT_PASSWORD:-}");"
     echo "CREATE USER 'root'@'%' IDENTIFIED BY $(sql_string "${MYSQL_ROOT_PASSWORD:-}");"
     echo "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
