@@ -81,7 +81,12 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
     build(sh, &base, &plan)?;
     report(
         sh,
-        &[DEBIAN_IMAGE, &base.builder, &base.runtime, DB_STANDIN],
+        &[
+            (DEBIAN_IMAGE, plan.debian),
+            (&base.builder, plan.builder),
+            (&base.runtime, plan.runtime),
+            (DB_STANDIN, plan.db),
+        ],
     )
 }
 
@@ -477,9 +482,10 @@ fn rust_version(sh: &Shell) -> anyhow::Result<String> {
         .with_context(|| format!("unexpected `rustc --version`: {out}"))
 }
 
-fn report(sh: &Shell, images: &[&str]) -> anyhow::Result<()> {
+/// Prints each image, its size and whether it was built now or kept.
+fn report(sh: &Shell, images: &[(&str, bool)]) -> anyhow::Result<()> {
     eprintln!();
-    for image in images {
+    for &(image, built) in images {
         let size = cmd!(sh, "docker image inspect --format")
             .args(["{{.Size}}", image])
             .quiet()
@@ -489,7 +495,12 @@ fn report(sh: &Shell, images: &[&str]) -> anyhow::Result<()> {
             .parse::<u64>()
             .map(|b| b as f64 / 1e6)
             .unwrap_or(f64::NAN);
-        eprintln!("{image:<45} {mb:>8.1} MB");
+        let what = if built {
+            "built"
+        } else {
+            "kept (present; --force rebuilds it)"
+        };
+        eprintln!("{image:<40} {mb:>7.1} MB  {what}");
     }
     Ok(())
 }
