@@ -130,16 +130,22 @@ fn up_to_healthy(sh: &Shell, db_image: &str) -> anyhow::Result<Duration> {
     let file = util::project_root().join("deploy/compose/compose.yaml");
     let port = free_port()?;
     let (image, tag) = TAG.split_once(':').context("tag")?;
-    let _env = [
-        sh.push_env("APP_IMAGE", image),
-        sh.push_env("APP_VERSION", tag),
-        sh.push_env("DB_IMAGE", db_image),
-        sh.push_env("APP_PORT", port.to_string()),
-        sh.push_env("SECRETS_DIR", &secrets.path),
+    let env: Vec<(&str, String)> = vec![
+        ("APP_IMAGE", image.to_owned()),
+        ("APP_VERSION", tag.to_owned()),
+        ("DB_IMAGE", db_image.to_owned()),
+        ("APP_PORT", port.to_string()),
+        ("SECRETS_DIR", secrets.path.display().to_string()),
     ];
+    let _env: Vec<_> = env
+        .iter()
+        .map(|(key, value)| sh.push_env(key, value))
+        .collect();
+    // Removes the project also when the measurement fails; it needs the same variables to interpolate.
     let _down = ComposeDown {
         project: project.clone(),
         file: file.clone(),
+        env: env.clone(),
     };
     let start = Instant::now();
     cmd!(sh, "docker-compose -p {project} -f {file} up -d")
@@ -174,6 +180,7 @@ fn free_port() -> anyhow::Result<u16> {
 struct ComposeDown {
     project: String,
     file: PathBuf,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Drop for ComposeDown {
@@ -182,6 +189,7 @@ impl Drop for ComposeDown {
             .args(["-p", &self.project, "-f"])
             .arg(&self.file)
             .args(["down", "-v", "--timeout", "5"])
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .output();
         if !down.is_ok_and(|out| out.status.success()) {
             eprintln!(
