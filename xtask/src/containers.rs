@@ -23,17 +23,20 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
 
     let _app = sh.push_env("E2E_APP_IMAGE", E2E_IMAGE);
     let _db = sh.push_env("E2E_DB_IMAGE", &db_image);
+    // Both test sets run even when the first fails, so one run reports every failure.
     util::step("cargo test -p e2e (image, Compose stack, replicas)");
-    cmd!(sh, "cargo test -p e2e --no-fail-fast").run()?;
-
-    if deployer_has_e2e_feature()? {
+    let e2e = cmd!(sh, "cargo test -p e2e --no-fail-fast").run();
+    let deployer = if deployer_has_e2e_feature()? {
         util::step("cargo test -p deployer --features e2e");
-        cmd!(sh, "cargo test -p deployer --features e2e --no-fail-fast").run()?;
+        cmd!(sh, "cargo test -p deployer --features e2e --no-fail-fast").run()
     } else {
         eprintln!(
             "SKIPPED: deployer end-to-end tests: crates/deployer/Cargo.toml has no `e2e` feature yet"
         );
-    }
+        Ok(())
+    };
+    e2e.context("container tests (crates/e2e) failed")?;
+    deployer.context("deployer end-to-end tests failed")?;
     Ok(())
 }
 
