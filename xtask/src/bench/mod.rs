@@ -3,6 +3,8 @@
 //! Each part writes one section between `<!-- bench:NAME -->` markers, so `--only` refreshes a part
 //! and keeps the others' last figures.
 
+mod deploy;
+mod image;
 mod service;
 
 use std::fmt::Write as _;
@@ -24,17 +26,23 @@ pub struct Args {
 enum Part {
     /// The service under wrk, next to sysbench's point-select ceiling of the same server.
     Service,
+    /// The runtime image: size, cold build, rebuild after one edit, Compose up to healthy.
+    Image,
+    /// `deployer deploy` on Compose: prebuilt image to healthy, version upgrade.
+    Deploy,
 }
 
 impl Part {
     fn name(self) -> &'static str {
         match self {
             Part::Service => "service",
+            Part::Image => "image",
+            Part::Deploy => "deploy",
         }
     }
 }
 
-const ALL: [Part; 1] = [Part::Service];
+const ALL: [Part; 3] = [Part::Service, Part::Image, Part::Deploy];
 const DOC: &str = "docs/BENCHMARKS.md";
 
 pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
@@ -48,6 +56,8 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
         util::step(&format!("bench: {}", part.name()));
         let section = match part {
             Part::Service => service::measure(sh)?,
+            Part::Image => image::measure(sh)?,
+            Part::Deploy => deploy::measure(sh)?,
         };
         doc = replace_section(&doc, part.name(), &section);
         sh.write_file(DOC, &doc)
