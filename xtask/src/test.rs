@@ -24,7 +24,12 @@ enum Suite {
     Manifests,
 }
 
-const ALL: [Suite; 4] = [Suite::Lint, Suite::Rust, Suite::Containers, Suite::Manifests];
+const ALL: [Suite; 4] = [
+    Suite::Lint,
+    Suite::Rust,
+    Suite::Containers,
+    Suite::Manifests,
+];
 
 pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
     let suites: Vec<Suite> = if args.only.is_empty() {
@@ -49,6 +54,12 @@ fn lint(sh: &Shell) -> anyhow::Result<()> {
     cmd!(sh, "cargo fmt --all -- --check").run()?;
     util::step("cargo clippy --all-targets -- -D warnings");
     cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run()?;
+    // The deployer's Docker end-to-end tests sit behind a feature; lint them too.
+    cmd!(
+        sh,
+        "cargo clippy -p deployer --all-targets --features e2e -- -D warnings"
+    )
+    .run()?;
     Ok(())
 }
 

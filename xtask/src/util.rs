@@ -30,6 +30,9 @@ pub fn require_program(program: &str, install_hint: &str) -> anyhow::Result<()> 
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false);
-    anyhow::ensure!(found, "`{program}` is not installed or not on PATH: {install_hint}");
+    anyhow::ensure!(
+        found,
+        "`{program}` is not installed or not on PATH: {install_hint}"
+    );
     Ok(())
 }
