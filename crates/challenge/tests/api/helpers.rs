@@ -100,6 +100,36 @@ impl TestApp {
             .expect("POST /api/tasks")
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// GETs `path`, expecting a 2xx JSON answer.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("JSON body")
+    }
+
+    /// POSTs a raw body with the given content type to /api/tasks.
+    pub async fn post_raw(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/tasks"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST /api/tasks")
+    }
+
     /// Creates a task and returns its JSON.
     pub async fn create_task(&self, title: &str) -> serde_json::Value {
         let response = self.post_json(serde_json::json!({ "title": title })).await;

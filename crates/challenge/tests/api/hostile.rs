@@ -34,13 +34,8 @@ async fn unknown_fields_are_422() {
 async fn invalid_utf8_is_400() {
     let app = spawn_app().await;
     let response = app
-        .client
-        .post(app.url("/api/tasks"))
-        .header("content-type", "application/json")
-        .body(b"{\"title\": \"\xff\xfe\"}".to_vec())
-        .send()
-        .await
-        .unwrap();
+        .post_raw("application/json", b"{\"title\": \"\xff\xfe\"}".to_vec())
+        .await;
     assert_problem(response, 400).await;
 }
 
@@ -48,13 +43,8 @@ async fn invalid_utf8_is_400() {
 async fn one_mebibyte_body_is_413() {
     let app = spawn_app().await;
     let response = app
-        .client
-        .post(app.url("/api/tasks"))
-        .header("content-type", "application/json")
-        .body(vec![b' '; 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
+        .post_raw("application/json", vec![b' '; 1024 * 1024])
+        .await;
     assert_problem(response, 413).await;
 }
 
@@ -62,20 +52,10 @@ async fn one_mebibyte_body_is_413() {
 async fn limits_out_of_range_are_400() {
     let app = spawn_app().await;
     for limit in ["abc", "0", "101", "-5", "99999999999", ""] {
-        let response = app
-            .client
-            .get(app.url(&format!("/api/tasks?limit={limit}")))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get(&format!("/api/tasks?limit={limit}")).await;
         assert_problem(response, 400).await;
     }
-    let ok = app
-        .client
-        .get(app.url("/api/tasks?limit=100"))
-        .send()
-        .await
-        .unwrap();
+    let ok = app.get("/api/tasks?limit=100").await;
     assert_eq!(ok.status(), 200);
 }
 
@@ -88,16 +68,11 @@ async fn ids_past_u64_and_nul_bytes_are_400() {
         "/api/tasks/1%00",
         "/api/tasks/-1",
     ] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = app.get(path).await;
         assert_problem(response, 400).await;
     }
     // The largest u64 is a valid id that does not exist.
-    let max = app
-        .client
-        .get(app.url("/api/tasks/18446744073709551615"))
-        .send()
-        .await
-        .unwrap();
+    let max = app.get("/api/tasks/18446744073709551615").await;
     assert_problem(max, 404).await;
 }
 
@@ -133,7 +108,7 @@ async fn title_of_200_multibyte_characters_is_accepted_and_stored_intact() {
 #[tokio::test]
 async fn unknown_routes_are_404_and_wrong_methods_are_405_problems() {
     let app = spawn_app().await;
-    assert_problem(app.client.get(app.url("/nope")).send().await.unwrap(), 404).await;
+    assert_problem(app.get("/nope").await, 404).await;
     assert_problem(
         app.client.put(app.url("/api/tasks")).send().await.unwrap(),
         405,

@@ -5,9 +5,9 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn healthz_and_readyz_are_200_when_ready() {
     let app = spawn_app().await;
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
@@ -22,7 +22,7 @@ async fn healthz_and_readyz_are_200_when_ready() {
 async fn readyz_is_503_while_draining() {
     let app = spawn_app().await;
     app.health.start_draining();
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "draining");
@@ -34,7 +34,7 @@ async fn metrics_use_route_templates_and_otel_names() {
     let task = app.create_task("measured").await;
     let url = app.url(&format!("/api/tasks/{}", task["id"]));
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -70,15 +70,7 @@ async fn metrics_use_route_templates_and_otel_names() {
 #[tokio::test]
 async fn version_reports_the_build() {
     let app = spawn_app().await;
-    let body: serde_json::Value = app
-        .client
-        .get(app.url("/version"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = app.get_json("/version").await;
     assert_eq!(body["version"], challenge::build_info::BUILD.version);
     assert!(body["git_sha"].is_string() && body["build_date"].is_string());
 }
@@ -86,15 +78,7 @@ async fn version_reports_the_build() {
 #[tokio::test]
 async fn openapi_document_describes_every_route() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = app.get_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for path in [
@@ -132,7 +116,7 @@ async fn request_id_is_echoed_or_generated() {
         .await
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "abc-123");
-    let generated = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let generated = app.get("/healthz").await;
     assert_eq!(
         generated.headers()["x-request-id"].to_str().unwrap().len(),
         36

@@ -98,27 +98,11 @@ async fn database_outage_gives_fast_503_then_recovers_in_the_same_process() {
         );
     }
     let started = Instant::now();
-    let listed = app.client.get(app.url("/api/tasks")).send().await.unwrap();
+    let listed = app.get("/api/tasks").await;
     assert_eq!(listed.status(), 503);
     assert!(started.elapsed() < Duration::from_millis(2500));
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 503);
 
     proxy.resume();
     let resumed = Instant::now();
@@ -133,13 +117,5 @@ async fn database_outage_gives_fast_503_then_recovers_in_the_same_process() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/readyz").await.status(), 200);
 }

@@ -20,15 +20,7 @@ async fn post_creates_a_task_with_location_and_defaults() {
     assert!(task["created_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(task["created_at"], task["updated_at"]);
 
-    let fetched: serde_json::Value = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: serde_json::Value = app.get_json(&location).await;
     assert_eq!(fetched, task, "what GET returns equals what POST returned");
 }
 
@@ -49,14 +41,7 @@ async fn post_with_description_and_done() {
 #[tokio::test]
 async fn post_malformed_json_is_400() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .post(app.url("/api/tasks"))
-        .header("content-type", "application/json")
-        .body("{\"title\": ")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("application/json", "{\"title\": ").await;
     let problem = assert_problem(response, 400).await;
     assert_eq!(
         problem["type"],
@@ -68,28 +53,14 @@ async fn post_malformed_json_is_400() {
 async fn post_body_over_64_kib_is_413() {
     let app = spawn_app().await;
     let body = json!({"title": "t", "description": "x".repeat(65 * 1024)}).to_string();
-    let response = app
-        .client
-        .post(app.url("/api/tasks"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("application/json", body).await;
     assert_problem(response, 413).await;
 }
 
 #[tokio::test]
 async fn post_without_json_content_type_is_415() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .post(app.url("/api/tasks"))
-        .header("content-type", "text/plain")
-        .body("{\"title\":\"t\"}")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_raw("text/plain", "{\"title\":\"t\"}").await;
     assert_problem(response, 415).await;
     let missing = app
         .client
@@ -125,19 +96,9 @@ async fn post_with_long_description_is_422() {
 #[tokio::test]
 async fn get_unknown_task_is_404_and_non_numeric_id_is_400() {
     let app = spawn_app().await;
-    let missing = app
-        .client
-        .get(app.url("/api/tasks/999999"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get("/api/tasks/999999").await;
     assert_problem(missing, 404).await;
-    let bad = app
-        .client
-        .get(app.url("/api/tasks/abc"))
-        .send()
-        .await
-        .unwrap();
+    let bad = app.get("/api/tasks/abc").await;
     assert_problem(bad, 400).await;
 }
 
@@ -148,48 +109,20 @@ async fn list_pages_with_a_keyset_cursor_and_filters_on_done() {
         let body = json!({"title": format!("task {i}"), "done": i % 2 == 0});
         assert_eq!(app.post_json(body).await.status(), 201);
     }
-    let first: serde_json::Value = app
-        .client
-        .get(app.url("/api/tasks?limit=2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: serde_json::Value = app.get_json("/api/tasks?limit=2").await;
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
     let next = first["next"].as_u64().expect("a next cursor");
     let second: serde_json::Value = app
-        .client
-        .get(app.url(&format!("/api/tasks?limit=2&after={next}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/tasks?limit=2&after={next}"))
+        .await;
     assert_eq!(second["items"][0]["title"], "task 2");
     let last: serde_json::Value = app
-        .client
-        .get(app.url(&format!("/api/tasks?limit=2&after={}", second["next"])))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/tasks?limit=2&after={}", second["next"]))
+        .await;
     assert_eq!(last["items"].as_array().unwrap().len(), 1);
     assert_eq!(last["next"], serde_json::Value::Null);
 
-    let done: serde_json::Value = app
-        .client
-        .get(app.url("/api/tasks?done=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let done: serde_json::Value = app.get_json("/api/tasks?done=true").await;
     let titles: Vec<&str> = done["items"]
         .as_array()
         .unwrap()
@@ -214,15 +147,7 @@ async fn list_default_limit_is_20() {
     .execute(&pool)
     .await
     .unwrap();
-    let page: serde_json::Value = app
-        .client
-        .get(app.url("/api/tasks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = app.get_json("/api/tasks").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 20);
     assert!(page["next"].is_u64());
 }
@@ -231,12 +156,7 @@ async fn list_default_limit_is_20() {
 async fn list_with_bad_query_is_400() {
     let app = spawn_app().await;
     for query in ["limit=abc", "after=-1", "done=maybe", "colour=red"] {
-        let response = app
-            .client
-            .get(app.url(&format!("/api/tasks?{query}")))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get(&format!("/api/tasks?{query}")).await;
         assert_problem(response, 400).await;
     }
 }
