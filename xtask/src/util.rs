@@ -25,6 +25,13 @@ pub fn step(name: &str) {
     eprintln!("\n==> {name}");
 }
 
+/// A TCP port free on every interface right now (the OS picks it).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind(("0.0.0.0", 0))?
+        .local_addr()?
+        .port())
+}
+
 /// Fails with an explanation when a required program is not on `PATH`.
 pub fn require_program(program: &str, install_hint: &str) -> anyhow::Result<()> {
     let found = std::env::var_os("PATH")

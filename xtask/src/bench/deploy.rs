@@ -5,7 +5,6 @@
 //! project, state directory, port and image tags), removed afterwards even when a step fails.
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -169,7 +168,7 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
     cmd!(sh, "cargo build --quiet --release --package deployer").run()?;
     let deployer = util::project_root().join("target/release/deployer");
 
-    let port = TcpListener::bind(("0.0.0.0", 0))?.local_addr()?.port();
+    let port = util::free_port()?;
     let temp = sh.create_temp_dir()?;
     let state = temp.path().join("state");
     let bench = Bench {

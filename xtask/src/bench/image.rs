@@ -128,7 +128,7 @@ fn up_to_healthy(sh: &Shell, db_image: &str) -> anyhow::Result<Duration> {
     }
     let project = format!("bench{}", std::process::id());
     let file = util::project_root().join("deploy/compose/compose.yaml");
-    let port = free_port()?;
+    let port = util::free_port()?;
     let (image, tag) = TAG.split_once(':').context("tag")?;
     let env: Vec<(&str, String)> = vec![
         ("APP_IMAGE", image.to_owned()),
@@ -169,12 +169,6 @@ fn up_to_healthy(sh: &Shell, db_image: &str) -> anyhow::Result<Duration> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 struct ComposeDown {

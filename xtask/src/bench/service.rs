@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use percent_encoding::percent_decode_str;
 use xshell::{Shell, cmd};
 
 use crate::{testdb, util};
@@ -25,12 +26,7 @@ struct Server {
 impl Server {
     fn parse(raw: &str) -> anyhow::Result<Self> {
         let url = url::Url::parse(raw).with_context(|| format!("not a mysql:// URL: {raw}"))?;
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
         Ok(Self {
             host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
             port: url.port().unwrap_or(3306),
@@ -104,7 +100,7 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
         "seeding the benchmark database failed"
     );
 
-    let port = free_port()?;
+    let port = util::free_port()?;
     let mut serve = Command::new(&binary);
     serve
         .arg("serve")
@@ -237,12 +233,6 @@ impl Drop for ServerProcess {
             .status();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn wait_ready(binary: &std::path::Path, port: u16) -> anyhow::Result<()> {
@@ -404,6 +394,16 @@ mod tests {
 Requests/sec:  12000.50
 Transfer/sec:      3.00MB
 ";
+
+    #[test]
+    fn database_url_credentials_are_percent_decoded() {
+        let server = Server::parse("mysql://app%40x:p+w%2Fd@db.local:3307").unwrap();
+        assert_eq!(
+            (server.user.as_str(), server.password.as_str()),
+            ("app@x", "p+w/d")
+        );
+        assert_eq!((server.host.as_str(), server.port), ("db.local", 3307));
+    }
 
     #[test]
     fn parses_wrk_output() {
