@@ -6,6 +6,7 @@ use std::time::Duration;
 use challenge::config::{Config, DatabaseSettings, LogFormat};
 use challenge::health::Health;
 use challenge::startup::{Application, StartOptions};
+use percent_encoding::percent_decode_str;
 use secrecy::SecretString;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{ConnectOptions, Connection};
@@ -20,12 +21,7 @@ pub fn server_settings() -> DatabaseSettings {
         )
     });
     let url = url::Url::parse(&raw).expect("TEST_DATABASE_URL must be a mysql:// URL");
-    let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
     DatabaseSettings {
         host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
         port: url.port().unwrap_or(3306),
@@ -104,6 +100,23 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
     /// GETs `path`, expecting a 2xx JSON answer.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         let response = self.get(path).await;
@@ -136,6 +149,11 @@ impl TestApp {
         assert_eq!(response.status(), 201, "creating a task");
         response.json().await.expect("task JSON")
     }
+}
+
+/// The path of a task the API returned.
+pub fn task_path(task: &serde_json::Value) -> String {
+    format!("/api/tasks/{}", task["id"])
 }
 
 /// A fresh database and the real application (with `--migrate`), ready to serve.

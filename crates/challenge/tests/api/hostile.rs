@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, spawn_app, task_path};
 
 #[tokio::test]
 async fn wrong_json_types_are_422_per_field() {
@@ -92,16 +92,8 @@ async fn title_of_200_multibyte_characters_is_accepted_and_stored_intact() {
     let response = app.post_json(json!({"title": title})).await;
     assert_eq!(response.status(), 201);
     let task: serde_json::Value = response.json().await.unwrap();
-    let url = app.url(&format!("/api/tasks/{}", task["id"]));
-    let stored: serde_json::Value = app
-        .client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = task_path(&task);
+    let stored = app.get_json(&path).await;
     assert_eq!(stored["title"], title);
 }
 

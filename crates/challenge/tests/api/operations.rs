@@ -1,6 +1,6 @@
 //! Probes, metrics, version, OpenAPI, request ids.
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, task_path};
 
 #[tokio::test]
 async fn healthz_and_readyz_are_200_when_ready() {
@@ -32,8 +32,8 @@ async fn readyz_is_503_while_draining() {
 async fn metrics_use_route_templates_and_otel_names() {
     let app = spawn_app().await;
     let task = app.create_task("measured").await;
-    let url = app.url(&format!("/api/tasks/{}", task["id"]));
-    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
+    let path = task_path(&task);
+    assert_eq!(app.get(&path).await.status(), 200);
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     assert!(

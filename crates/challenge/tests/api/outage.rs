@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{assert_problem, spawn_app_with};
+use crate::helpers::{assert_problem, spawn_app_with, task_path};
 
 /// A TCP proxy that can stop forwarding (bytes are held, new connections are not passed on),
 /// like a network partition, and resume.
@@ -83,13 +83,13 @@ async fn database_outage_gives_fast_503_then_recovers_in_the_same_process() {
     })
     .await;
     let task = app.create_task("survives the outage").await;
-    let url = app.url(&format!("/api/tasks/{}", task["id"]));
-    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
+    let path = task_path(&task);
+    assert_eq!(app.get(&path).await.status(), 200);
 
     proxy.pause();
     for _ in 0..3 {
         let started = Instant::now();
-        let response = app.client.get(&url).send().await.unwrap();
+        let response = app.get(&path).await;
         let elapsed = started.elapsed();
         assert_problem(response, 503).await;
         assert!(
@@ -107,7 +107,7 @@ async fn database_outage_gives_fast_503_then_recovers_in_the_same_process() {
     proxy.resume();
     let resumed = Instant::now();
     loop {
-        let status = app.client.get(&url).send().await.unwrap().status();
+        let status = app.get(&path).await.status();
         if status == 200 {
             break;
         }

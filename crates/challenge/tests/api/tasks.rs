@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, spawn_app, task_path};
 
 #[tokio::test]
 async fn post_creates_a_task_with_location_and_defaults() {
@@ -168,14 +168,8 @@ async fn patch_updates_given_fields_only() {
         .post_json(json!({"title": "t", "description": "keep me"}))
         .await;
     let task: serde_json::Value = created.json().await.unwrap();
-    let url = app.url(&format!("/api/tasks/{}", task["id"]));
-    let response = app
-        .client
-        .patch(&url)
-        .json(&json!({"done": true}))
-        .send()
-        .await
-        .unwrap();
+    let path = task_path(&task);
+    let response = app.patch(&path, json!({"done": true})).await;
     assert_eq!(response.status(), 200);
     let patched: serde_json::Value = response.json().await.unwrap();
     assert_eq!(patched["done"], true);
@@ -184,49 +178,25 @@ async fn patch_updates_given_fields_only() {
     assert_ne!(patched["updated_at"], task["updated_at"]);
 
     let cleared: serde_json::Value = app
-        .client
-        .patch(&url)
-        .json(&json!({"description": null, "title": "renamed"}))
-        .send()
+        .patch(&path, json!({"description": null, "title": "renamed"}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(cleared["description"], serde_json::Value::Null);
     assert_eq!(cleared["title"], "renamed");
-    let stored: serde_json::Value = app
-        .client
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: serde_json::Value = app.get_json(&path).await;
     assert_eq!(stored, cleared);
 }
 
 #[tokio::test]
 async fn patch_unknown_task_is_404_and_invalid_patch_is_422() {
     let app = spawn_app().await;
-    let missing = app
-        .client
-        .patch(app.url("/api/tasks/424242"))
-        .json(&json!({"done": true}))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.patch("/api/tasks/424242", json!({"done": true})).await;
     assert_problem(missing, 404).await;
     let task = app.create_task("t").await;
-    let url = app.url(&format!("/api/tasks/{}", task["id"]));
-    let invalid = app
-        .client
-        .patch(&url)
-        .json(&json!({"title": ""}))
-        .send()
-        .await
-        .unwrap();
+    let path = task_path(&task);
+    let invalid = app.patch(&path, json!({"title": ""})).await;
     let problem = assert_problem(invalid, 422).await;
     assert!(problem["errors"]["title"].is_array());
 }
@@ -235,9 +205,9 @@ async fn patch_unknown_task_is_404_and_invalid_patch_is_422() {
 async fn delete_removes_the_task_then_404() {
     let app = spawn_app().await;
     let task = app.create_task("short-lived").await;
-    let url = app.url(&format!("/api/tasks/{}", task["id"]));
-    let deleted = app.client.delete(&url).send().await.unwrap();
+    let path = task_path(&task);
+    let deleted = app.delete(&path).await;
     assert_eq!(deleted.status(), 204);
-    assert_problem(app.client.get(&url).send().await.unwrap(), 404).await;
-    assert_problem(app.client.delete(&url).send().await.unwrap(), 404).await;
+    assert_problem(app.get(&path).await, 404).await;
+    assert_problem(app.delete(&path).await, 404).await;
 }

@@ -240,30 +240,20 @@ impl TestEnv {
 
     /// Names of the project's volumes still in the engine.
     pub fn volumes(&self) -> Vec<String> {
-        docker_ok(&[
-            "volume",
-            "ls",
-            "--quiet",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project()),
-        ])
-        .lines()
-        .map(String::from)
-        .collect()
+        self.project_objects(&["volume", "ls"])
     }
 
     /// Ids of the project's containers, running or not.
     pub fn containers(&self) -> Vec<String> {
-        docker_ok(&[
-            "ps",
-            "--all",
-            "--quiet",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project()),
-        ])
-        .lines()
-        .map(String::from)
-        .collect()
+        self.project_objects(&["ps", "--all"])
+    }
+
+    /// Ids printed by a `docker <list command> --quiet` filtered on this test's Compose project.
+    fn project_objects(&self, list: &[&str]) -> Vec<String> {
+        let filter = format!("label=com.docker.compose.project={}", self.project());
+        let mut args = list.to_vec();
+        args.extend(["--quiet", "--filter", &filter]);
+        docker_ok(&args).lines().map(String::from).collect()
     }
 }
 
