@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
+};
 use sqlx::{Connection, Executor};
 
 use crate::config::DatabaseSettings;
@@ -65,6 +67,16 @@ pub enum MigrationError {
 impl MigrationError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Connect(_))
+    }
+
+    /// The server's error number when the server itself refused us (e.g. 1045: access denied).
+    pub fn server_error_number(&self) -> Option<u16> {
+        match self {
+            Self::Connect(sqlx::Error::Database(e)) | Self::Seed(sqlx::Error::Database(e)) => e
+                .try_downcast_ref::<MySqlDatabaseError>()
+                .map(MySqlDatabaseError::number),
+            _ => None,
+        }
     }
 }
 

@@ -201,12 +201,14 @@ pub async fn migrate_with_retry(
 
 /// Adds what to do about the common start-up failures.
 pub fn describe(err: &MigrationError) -> String {
-    let text = err.to_string();
-    if text.contains("Access denied") {
-        format!("{text} (the database refused the credentials: check DB_USERNAME and the password)")
-    } else if text.contains("Unknown database") {
-        format!("{text} (create the schema named by DB_DATABASE, or fix DB_DATABASE)")
-    } else {
-        text
+    // MySQL and MariaDB server error numbers: ER_ACCESS_DENIED_ERROR, ER_BAD_DB_ERROR.
+    match err.server_error_number() {
+        Some(1045) => {
+            format!(
+                "{err} (the database refused the credentials: check DB_USERNAME and the password)"
+            )
+        }
+        Some(1049) => format!("{err} (create the schema named by DB_DATABASE, or fix DB_DATABASE)"),
+        _ => err.to_string(),
     }
 }
