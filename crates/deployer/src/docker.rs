@@ -113,6 +113,15 @@ pub struct ContainerState {
     pub error: String,
 }
 
+/// "once", "2 times".
+pub fn times(n: u64) -> String {
+    if n == 1 {
+        "once".into()
+    } else {
+        format!("{n} times")
+    }
+}
+
 impl ContainerState {
     /// The version part of the image reference (`infra-challenge:1.2.0` -> `1.2.0`).
     pub fn image_tag(&self) -> Option<&str> {
@@ -139,7 +148,7 @@ impl ContainerState {
             parts.push(format!("exit code {}", self.exit_code));
         }
         if self.restart_count > 0 {
-            parts.push(format!("restarted {} times", self.restart_count));
+            parts.push(format!("restarted {}", times(self.restart_count)));
         }
         if !self.error.is_empty() {
             parts.push(format!("error: {}", self.error));
@@ -236,6 +245,12 @@ mod tests {
             state.describe(),
             "restarting, health starting, exit code 1, restarted 2 times"
         );
+    }
+
+    #[test]
+    fn restart_counts_read_as_words() {
+        assert_eq!(times(1), "once");
+        assert_eq!(times(3), "3 times");
     }
 
     #[test]

@@ -35,19 +35,6 @@ fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value), String> {
     ))
 }
 
-/// Whether GET /readyz answers 200 right now (one quick try).
-pub fn ready(base_url: &str) -> bool {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(2)))
-        .build()
-        .into();
-    agent
-        .get(format!("{base_url}/readyz"))
-        .call()
-        .is_ok_and(|r| r.status().as_u16() == 200)
-}
-
 /// GET /readyz must be 200, GET /api/tasks must list tasks, GET /version names the version.
 pub fn smoke_test(base_url: &str) -> Result<Smoke, String> {
     let agent = agent();
@@ -94,9 +81,16 @@ mod tests {
     }
 
     #[test]
-    fn ready_is_true_only_for_200() {
-        assert!(ready(&serve(1, "HTTP/1.1 200 OK")));
-        assert!(!ready(&serve(1, "HTTP/1.1 503 Service Unavailable")));
+    fn a_release_that_is_not_ready_fails_the_smoke_test_with_the_status() {
+        let error = smoke_test(&serve(1, "HTTP/1.1 503 Service Unavailable")).unwrap_err();
+        assert!(error.contains("GET /readyz answered 503"), "{error}");
+    }
+
+    #[test]
+    fn a_ready_release_without_a_task_list_fails_the_smoke_test() {
+        // /readyz 200, then `{}` where the task page (with `items`) should be.
+        let error = smoke_test(&serve(2, "HTTP/1.1 200 OK")).unwrap_err();
+        assert!(error.contains("GET /api/tasks answered 200"), "{error}");
     }
 
     #[test]

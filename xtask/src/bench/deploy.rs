@@ -231,8 +231,9 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
         out,
         "{}; {flavour}; app image `{app_image}`, database `{}`. Wall-clock time of `deployer deploy --target \
          compose --version V --yes` (release build), from the command's start to its return with the release \
-         healthy: `/readyz` answering 200 through the published port (the probe the image's healthcheck makes) \
-         and the smoke test passed. Warm rows: median of {ROUNDS} runs.\n",
+         healthy: Docker's healthcheck passed (`challenge healthcheck`, first run one 5 s interval after the \
+         container starts) and the smoke test through the published port passed. Warm rows: median of {ROUNDS} \
+         runs.\n",
         super::machine(sh),
         bench.db_image
     )?;

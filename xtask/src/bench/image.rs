@@ -89,7 +89,7 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
         md,
         "\n{nproc} CPUs, Docker Engine {engine}, `docker build` as the engine runs it; database image \
          `{db_image}`. Up to healthy includes the database's first initialisation and is rounded up \
-         to the app's healthcheck interval (10 s)."
+         to the app's healthcheck interval in compose.yaml (5 s)."
     )?;
     Ok(md)
 }

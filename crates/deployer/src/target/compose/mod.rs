@@ -6,6 +6,7 @@
 //! about running containers go to `docker` directly, through Compose's own labels: the same for
 //! both flavours, and much faster than starting Compose v1's Python.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use crate::docker::{self, ContainerState};
 use crate::error::{Error, Result};
-use crate::http;
 use crate::plan::{Plan, SERVICE_PORT};
 use crate::process::Cmd;
 use crate::report::Step;
@@ -35,8 +35,7 @@ const APP_SERVICE: &str = "app";
 const LOG_TAIL: usize = 30;
 /// How many log lines are read to find the cause and the lines worth showing.
 const LOG_SCAN: usize = 300;
-/// How often the wait asks /readyz itself, and looks at the log.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the wait looks at the app's log for a cause that waiting cannot cure.
 const LOG_CHECK_EVERY: Duration = Duration::from_secs(3);
 /// uid/gid of the runtime image's `nonroot` user: the app reads its password file as that user.
 const APP_UID: u32 = 65532;
@@ -158,6 +157,18 @@ impl ComposeTarget {
                 ..Diagnosis::default()
             };
         };
+        self.diagnose_state(plan, state, timed_out)
+    }
+
+    /// The diagnosis of one observed state of the app container. A crash loop is diagnosed from
+    /// the state that showed it: once Docker has restarted the process the container reads
+    /// `running` with exit code 0 again, until the next crash.
+    fn diagnose_state(
+        &self,
+        plan: &Plan,
+        state: ContainerState,
+        timed_out: Option<Duration>,
+    ) -> Diagnosis {
         let log_tail = without_probes(
             docker::logs_tail(&state.id, LOG_SCAN).unwrap_or_default(),
             LOG_TAIL,
@@ -370,8 +381,10 @@ impl Target for ComposeTarget {
         step: &mut Step<'_>,
     ) -> Result<(), Diagnosis> {
         let started = Instant::now();
-        let mut last_probe: Option<Instant> = None;
         let mut last_log_check = Instant::now();
+        // Restart counts when first seen: a process that crashes after a moment of running is
+        // mostly seen `running` between Docker's restarts, but its count goes up.
+        let mut first_restarts: HashMap<String, u64> = HashMap::new();
         loop {
             let states = self.app_states(plan).unwrap_or_default();
             let ours: Vec<&ContainerState> = states
@@ -383,21 +396,29 @@ impl Target for ComposeTarget {
                 .find(|s| s.is_crashing() || s.health.as_deref() == Some("unhealthy"))
             {
                 step.detail(&bad.describe());
-                return Err(self.diagnose(plan, None));
+                return Err(self.diagnose_state(plan, (*bad).clone(), None));
             }
-            // Docker marks a container healthy only at the first healthcheck after its interval; the
-            // probe that check makes (/readyz is 200) is asked directly meanwhile (once a second), so
-            // a release that is ready is seen as ready at once, not up to an interval later.
-            let probe_due = last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY);
+            for state in &ours {
+                let first = *first_restarts
+                    .entry(state.id.clone())
+                    .or_insert(state.restart_count);
+                if state.restart_count > first {
+                    step.detail(&state.describe());
+                    let mut diagnosis = self.diagnose_state(plan, (*state).clone(), None);
+                    diagnosis.cause = format!(
+                        "the app process exits at start (Docker restarted it {} during the deploy): \
+                         see its last log lines below",
+                        docker::times(state.restart_count - first)
+                    );
+                    return Err(diagnosis);
+                }
+            }
+            // Docker's own verdict, the one `status`, `docker ps` and the restart policy go by: a
+            // release is done when its healthcheck (`challenge healthcheck`, i.e. /readyz is 200)
+            // has passed, so what `deploy` reports is what everything else sees right after.
             let healthy = !ours.is_empty()
                 && ours.iter().all(|s| match s.health.as_deref() {
-                    Some("healthy") => true,
-                    Some("starting") if probe_due && s.status == "running" => {
-                        last_probe = Some(Instant::now());
-                        self.published_port(&s.id)
-                            .is_some_and(|port| http::ready(&format!("http://127.0.0.1:{port}")))
-                    }
-                    Some(_) => false,
+                    Some(health) => health == "healthy",
                     None => s.status == "running",
                 });
             if healthy {
