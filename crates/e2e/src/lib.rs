@@ -361,12 +361,28 @@ pub fn wait_for_200(url: &str, timeout: Duration) {
     }
 }
 
-/// The version in the workspace's Cargo.toml (`[workspace.package] version`).
+/// The service's version as Cargo resolves it (`cargo metadata`, package `challenge`).
 pub fn workspace_version() -> String {
-    let text =
-        std::fs::read_to_string(project_root().join("Cargo.toml")).expect("reading Cargo.toml");
-    text.lines()
-        .find_map(|line| line.trim().strip_prefix("version = "))
-        .map(|v| v.trim_matches('"').to_owned())
-        .expect("Cargo.toml has a workspace version")
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(project_root().join("Cargo.toml"))
+        .output()
+        .expect("running cargo metadata");
+    assert!(output.status.success(), "cargo metadata failed");
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "challenge")
+        .and_then(|p| p["version"].as_str())
+        .expect("cargo metadata lists the challenge package")
+        .to_owned()
 }
