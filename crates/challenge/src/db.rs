@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
@@ -19,8 +20,27 @@ pub fn expected_schema_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-/// Name of the MySQL named lock that serialises migrations and seeding across replicas.
-pub const MIGRATION_LOCK: &str = "infra-challenge.migrate";
+/// Prefix of the MySQL named lock that serialises migrations and seeding across replicas.
+pub const MIGRATION_LOCK_PREFIX: &str = "infra-challenge.migrate:";
+
+/// MySQL and MariaDB refuse named locks longer than this.
+const LOCK_NAME_MAX: usize = 64;
+
+/// The named lock for one database. Named locks are server-wide, so the database is part of the
+/// name: stacks that share a server migrate without waiting for each other. A name that would be
+/// too long ends in a digest of the database name instead.
+pub fn migration_lock(database: &str) -> String {
+    let name = format!("{MIGRATION_LOCK_PREFIX}{database}");
+    if name.len() <= LOCK_NAME_MAX {
+        return name;
+    }
+    let room = LOCK_NAME_MAX - MIGRATION_LOCK_PREFIX.len();
+    let digest: String = Sha256::digest(database.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{MIGRATION_LOCK_PREFIX}{}", &digest[..room])
+}
 
 pub fn connect_options(settings: &DatabaseSettings) -> MySqlConnectOptions {
     MySqlConnectOptions::new()
@@ -99,7 +119,8 @@ pub async fn apply(
     let mut conn = MySqlConnection::connect_with(options)
         .await
         .map_err(MigrationError::Connect)?;
-    let result = apply_locked(&mut conn, migrator, seed_count).await;
+    let lock = migration_lock(options.get_database().unwrap_or_default());
+    let result = apply_locked(&mut conn, &lock, migrator, seed_count).await;
     match &result {
         Ok(_) => {
             // Graceful close; the lock was released explicitly already.
@@ -108,7 +129,7 @@ pub async fn apply(
         Err(_) => {
             // Best effort: release explicitly, then drop the session, which releases it for sure.
             let _ = sqlx::query("DO RELEASE_LOCK(?)")
-                .bind(MIGRATION_LOCK)
+                .bind(&lock)
                 .execute(&mut conn)
                 .await;
             let _ = conn.close().await;
@@ -119,13 +140,14 @@ pub async fn apply(
 
 async fn apply_locked(
     conn: &mut MySqlConnection,
+    lock: &str,
     migrator: &Migrator,
     seed_count: Option<u32>,
 ) -> Result<MigrationReport, MigrationError> {
     // Wait as long as it takes: another replica is migrating and will finish or die (its session,
     // and so its lock, ends with it). A year rather than -1, which MariaDB answers with NULL.
     let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 31536000)")
-        .bind(MIGRATION_LOCK)
+        .bind(lock)
         .fetch_one(&mut *conn)
         .await
         .map_err(MigrationError::Connect)?;
@@ -176,7 +198,7 @@ async fn apply_locked(
     if let Some(count) = seed_count {
         report.seeded = seed(conn, count).await.map_err(MigrationError::Seed)?;
     }
-    conn.execute(sqlx::query("DO RELEASE_LOCK(?)").bind(MIGRATION_LOCK))
+    conn.execute(sqlx::query("DO RELEASE_LOCK(?)").bind(lock))
         .await
         .map_err(MigrationError::Connect)?;
     Ok(report)
@@ -226,5 +248,29 @@ pub async fn applied_schema_version(pool: &MySqlPool) -> Result<Option<i64>, sql
         // 1146: table doesn't exist (no migration ever ran). The database is reachable nonetheless.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_names_its_database() {
+        assert_eq!(
+            migration_lock("challenge"),
+            "infra-challenge.migrate:challenge"
+        );
+    }
+
+    #[test]
+    fn a_long_database_name_gives_a_distinct_lock_within_mysql_s_limit() {
+        let long_a = "a".repeat(64);
+        let long_b = format!("{}b", "a".repeat(63));
+        let lock_a = migration_lock(&long_a);
+        assert_eq!(lock_a.len(), LOCK_NAME_MAX);
+        assert!(lock_a.starts_with(MIGRATION_LOCK_PREFIX));
+        assert_eq!(lock_a, migration_lock(&long_a), "the same name every time");
+        assert_ne!(lock_a, migration_lock(&long_b));
     }
 }

@@ -1,6 +1,6 @@
 //! Migrations: exactly once under concurrency; a failure names the migration and frees the lock.
 
-use challenge::db::{self, MIGRATION_LOCK, MigrationError};
+use challenge::db::{self, MigrationError};
 use sqlx::migrate::Migrator;
 
 use crate::helpers::fresh_database;
@@ -46,6 +46,47 @@ async fn five_concurrent_migrators_apply_each_migration_once_and_seed_once() {
 }
 
 #[tokio::test]
+async fn the_lock_serialises_one_database_and_leaves_the_others_alone() {
+    use sqlx::Connection;
+    use std::time::Duration;
+
+    let (ours, other) = (fresh_database().await, fresh_database().await);
+    // Another process migrating `ours` holds its lock.
+    let mut holder = sqlx::MySqlConnection::connect_with(&db::connect_options(&ours))
+        .await
+        .unwrap();
+    let held: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 5)")
+        .bind(db::migration_lock(&ours.database))
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(held, Some(1));
+
+    // A stack on another database of the same server migrates without waiting for it...
+    let report = tokio::time::timeout(
+        Duration::from_secs(20),
+        db::apply(&db::connect_options(&other), &db::MIGRATOR, None),
+    )
+    .await
+    .expect("migrating another database does not wait for this database's lock")
+    .unwrap();
+    assert_eq!(report.schema_version, db::expected_schema_version());
+
+    // ...while a migrator of `ours` waits until the holder lets go.
+    let options = db::connect_options(&ours);
+    let waiting = tokio::spawn(async move { db::apply(&options, &db::MIGRATOR, None).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the migrator waits for the lock");
+    holder.close().await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the migrator proceeds once the lock is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.schema_version, db::expected_schema_version());
+}
+
+#[tokio::test]
 async fn seeding_a_non_empty_table_inserts_nothing() {
     let settings = fresh_database().await;
     let options = db::connect_options(&settings);
@@ -88,7 +129,7 @@ async fn failed_migration_is_named_and_never_leaves_the_lock_held() {
 
     let pool = sqlx::MySqlPool::connect_with(options).await.unwrap();
     let free: Option<i64> = sqlx::query_scalar("SELECT IS_FREE_LOCK(?)")
-        .bind(MIGRATION_LOCK)
+        .bind(db::migration_lock(&settings.database))
         .fetch_one(&pool)
         .await
         .unwrap();
