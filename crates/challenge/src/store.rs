@@ -68,7 +68,16 @@ impl From<TaskRow> for Task {
     }
 }
 
-const COLUMNS: &str = "id, title, description, done, created_at, updated_at";
+/// `SELECT <the columns of a TaskRow> FROM tasks <rest>`, joined at compile time: the hot paths
+/// hand sqlx a `&'static str` instead of formatting the statement on every request.
+macro_rules! select_tasks {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, title, description, done, created_at, updated_at FROM tasks ",
+            $rest
+        )
+    };
+}
 
 #[derive(Clone)]
 pub struct TaskStore {
@@ -110,26 +119,25 @@ impl TaskStore {
         self.bounded(async {
             // One extra row tells whether a next page exists without a COUNT.
             let fetch = i64::from(limit) + 1;
-            let rows: Vec<TaskRow> =
-                match done {
-                    Some(done) => sqlx::query_as(&format!(
-                        "SELECT {COLUMNS} FROM tasks WHERE done = ? AND id > ? ORDER BY id LIMIT ?"
+            let rows: Vec<TaskRow> = match done {
+                Some(done) => {
+                    sqlx::query_as(select_tasks!(
+                        "WHERE done = ? AND id > ? ORDER BY id LIMIT ?"
                     ))
                     .bind(done)
                     .bind(after)
                     .bind(fetch)
                     .fetch_all(&self.pool)
-                    .await?,
-                    None => {
-                        sqlx::query_as(&format!(
-                            "SELECT {COLUMNS} FROM tasks WHERE id > ? ORDER BY id LIMIT ?"
-                        ))
+                    .await?
+                }
+                None => {
+                    sqlx::query_as(select_tasks!("WHERE id > ? ORDER BY id LIMIT ?"))
                         .bind(after)
                         .bind(fetch)
                         .fetch_all(&self.pool)
                         .await?
-                    }
-                };
+                }
+            };
             let mut items: Vec<Task> = rows.into_iter().map(Task::from).collect();
             let next = if items.len() > usize::from(limit) {
                 items.truncate(usize::from(limit));
@@ -144,7 +152,7 @@ impl TaskStore {
 
     pub async fn get(&self, id: u64) -> Result<Task, StoreError> {
         self.bounded(async {
-            let row: TaskRow = sqlx::query_as(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?"))
+            let row: TaskRow = sqlx::query_as(select_tasks!("WHERE id = ?"))
                 .bind(id)
                 .fetch_one(&self.pool)
                 .await?;
@@ -184,7 +192,7 @@ impl TaskStore {
         self.bounded(async {
             let mut tx = self.pool.begin().await?;
             let row: TaskRow =
-                sqlx::query_as(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ? FOR UPDATE"))
+                sqlx::query_as(select_tasks!("WHERE id = ? FOR UPDATE"))
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
