@@ -281,20 +281,29 @@ fn debootstrap(sh: &Shell, root: &Path) -> anyhow::Result<()> {
 
 /// What debian:*-slim leaves out: documentation, manuals, apt's downloaded lists and archives.
 fn slim(root: &Path) -> anyhow::Result<()> {
-    for dir in [
-        "usr/share/doc",
-        "usr/share/man",
-        "usr/share/info",
-        "var/lib/apt/lists",
-        "var/cache/apt",
-    ] {
-        let dir = root.join(dir);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-    }
+    remove_dirs(
+        root,
+        &[
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/info",
+            "var/lib/apt/lists",
+            "var/cache/apt",
+        ],
+    )?;
     std::fs::create_dir_all(root.join("var/lib/apt/lists/partial"))?;
     std::fs::create_dir_all(root.join("var/cache/apt/archives/partial"))?;
+    Ok(())
+}
+
+/// Removes these directories below `root`, those that exist.
+fn remove_dirs(root: &Path, dirs: &[&str]) -> anyhow::Result<()> {
+    for dir in dirs {
+        let dir = root.join(dir);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
     Ok(())
 }
 
@@ -342,18 +351,16 @@ fn runtime(sh: &Shell, root: &Path, work: &Path, image: &str) -> anyhow::Result<
         let deb = entry?.path();
         cmd!(sh, "dpkg-deb -x {deb} {rt}").quiet().run()?;
     }
-    for dir in [
-        "usr/share/doc",
-        "usr/share/man",
-        "usr/share/lintian",
-        "usr/share/ca-certificates",
-        "usr/sbin",
-    ] {
-        let dir = rt.join(dir);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-    }
+    remove_dirs(
+        &rt,
+        &[
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/lintian",
+            "usr/share/ca-certificates",
+            "usr/sbin",
+        ],
+    )?;
     // The bundle ca-certificates' maintainer script generates, taken from the root where it ran.
     std::fs::create_dir_all(rt.join("etc/ssl/certs"))?;
     std::fs::copy(

@@ -58,7 +58,8 @@ fn lint_dockerfile(sh: &Shell) -> anyhow::Result<()> {
 /// build cache keeps working between runs.
 pub fn build_image(sh: &Shell, context: &Path, tag: &str, extra: &[&str]) -> anyhow::Result<()> {
     let root = util::project_root();
-    let version = workspace_version()?;
+    // The workspace version, which xtask shares with `challenge` (and the deployer).
+    let version = env!("CARGO_PKG_VERSION");
     let sha = cmd!(sh, "git -C {root} rev-parse HEAD")
         .quiet()
         .read()
@@ -86,45 +87,4 @@ pub fn build_image(sh: &Shell, context: &Path, tag: &str, extra: &[&str]) -> any
     .run()
     .with_context(|| format!("building {tag}"))?;
     Ok(())
-}
-
-/// The service's version as Cargo resolves it (`cargo metadata`): what the image's version label says.
-pub fn workspace_version() -> anyhow::Result<String> {
-    let sh = Shell::new()?;
-    let root = util::project_root();
-    let metadata = cmd!(
-        sh,
-        "cargo metadata --no-deps --format-version 1 --manifest-path {root}/Cargo.toml"
-    )
-    .quiet()
-    .read()
-    .context("cargo metadata")?;
-    service_version(&metadata)
-}
-
-/// The version of the `challenge` package in `cargo metadata` output.
-fn service_version(metadata: &str) -> anyhow::Result<String> {
-    let metadata: serde_json::Value =
-        serde_json::from_str(metadata).context("parsing cargo metadata")?;
-    metadata["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == "challenge")
-        .and_then(|p| p["version"].as_str())
-        .map(str::to_owned)
-        .context("cargo metadata lists no `challenge` package")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::service_version;
-
-    #[test]
-    fn the_version_is_the_challenge_package_s() {
-        let metadata = r#"{"packages":[{"name":"xtask","version":"0.0.0"},
-                                       {"name":"challenge","version":"1.4.2"}]}"#;
-        assert_eq!(service_version(metadata).unwrap(), "1.4.2");
-        assert!(service_version(r#"{"packages":[]}"#).is_err());
-    }
 }

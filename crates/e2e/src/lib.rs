@@ -209,6 +209,23 @@ pub fn start_database(network: &Network, user_password: &str, root_password: &st
     db
 }
 
+/// `docker run` arguments that point an app container at the database [`start_database`] started
+/// on `network`, as user `challenge` with `user_password`.
+pub fn app_database_args(network: &Network, user_password: &str) -> Vec<String> {
+    [
+        "--network",
+        &network.name,
+        "-e",
+        "DB_HOST=db",
+        "-e",
+        "DB_USERNAME=challenge",
+        "-e",
+        &format!("DB_PASSWORD={user_password}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Runs SQL as root inside the database container; returns the tab-separated rows.
 pub fn sql(db: &Container, root_password: &str, query: &str) -> String {
     docker(&[
@@ -361,28 +378,7 @@ pub fn wait_for_200(url: &str, timeout: Duration) {
     }
 }
 
-/// The service's version as Cargo resolves it (`cargo metadata`, package `challenge`).
+/// The service's version: the workspace version, which this crate shares with `challenge`.
 pub fn workspace_version() -> String {
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--no-deps",
-            "--format-version",
-            "1",
-            "--manifest-path",
-        ])
-        .arg(project_root().join("Cargo.toml"))
-        .output()
-        .expect("running cargo metadata");
-    assert!(output.status.success(), "cargo metadata failed");
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
-    metadata["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == "challenge")
-        .and_then(|p| p["version"].as_str())
-        .expect("cargo metadata lists the challenge package")
-        .to_owned()
+    env!("CARGO_PKG_VERSION").to_owned()
 }

@@ -161,15 +161,9 @@ fn container_turns_healthy_with_a_database_and_unhealthy_without() {
         "--health-retries",
         "2",
     ];
-    let mut with_db = vec![
-        "--network",
-        &network.name,
-        "-e",
-        "DB_HOST=db",
-        "-e",
-        "DB_USERNAME=challenge",
-    ];
-    with_db.extend_from_slice(&["-e", "DB_PASSWORD=app-password", "-e", "SEED_COUNT=3"]);
+    let db_args = e2e::app_database_args(&network, "app-password");
+    let mut with_db: Vec<&str> = db_args.iter().map(String::as_str).collect();
+    with_db.extend_from_slice(&["-e", "SEED_COUNT=3"]);
     with_db.extend_from_slice(&fast);
     with_db.push(&image);
     let healthy = Container::run("e2e-healthy", &with_db);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use e2e::{Container, Network, app_image, sql, start_database, wait_for_health};
+use e2e::{Container, Network, app_database_args, app_image, sql, start_database, wait_for_health};
 
 const SEED_COUNT: &str = "7";
 
@@ -12,31 +12,22 @@ fn three_replicas_on_an_empty_database_all_turn_healthy_and_apply_each_migration
     let network = Network::create("e2e-replicas");
     let db = start_database(&network, "app-password", "root-password");
 
+    let mut args = app_database_args(&network, "app-password");
+    args.extend(
+        [
+            "-e",
+            &format!("SEED_COUNT={SEED_COUNT}"),
+            "--health-interval",
+            "2s",
+            &image,
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Started from three threads so their migrations race for real.
     let replicas: Vec<Container> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..3)
-            .map(|_| {
-                scope.spawn(|| {
-                    Container::run(
-                        "e2e-replica",
-                        &[
-                            "--network",
-                            &network.name,
-                            "-e",
-                            "DB_HOST=db",
-                            "-e",
-                            "DB_USERNAME=challenge",
-                            "-e",
-                            "DB_PASSWORD=app-password",
-                            "-e",
-                            &format!("SEED_COUNT={SEED_COUNT}"),
-                            "--health-interval",
-                            "2s",
-                            &image,
-                        ],
-                    )
-                })
-            })
+            .map(|_| scope.spawn(|| Container::run("e2e-replica", &args)))
             .collect();
         handles
             .into_iter()

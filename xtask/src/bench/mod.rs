@@ -96,6 +96,15 @@ fn replace_section(doc: &str, name: &str, body: &str) -> String {
     }
 }
 
+/// What follows `prefix` on the first line (leading blanks ignored) that starts with it, trimmed:
+/// how wrk, sysbench and /proc print their figures.
+pub fn line_value<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.lines()
+        .map(str::trim_start)
+        .find_map(|line| line.strip_prefix(prefix))
+        .map(str::trim)
+}
+
 /// One line describing the machine, for every section.
 pub fn machine(sh: &Shell) -> String {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
@@ -103,20 +112,18 @@ pub fn machine(sh: &Shell) -> String {
         .read_file("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
+            line_value(&c, "model name").map(|m| m.trim_start_matches(':').trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let mem_gib = sh
         .read_file("/proc/meminfo")
         .ok()
         .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
+            line_value(&m, "MemTotal:")?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
         })
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     let date = cmd!(sh, "date -u +%Y-%m-%dT%H:%MZ")
@@ -130,7 +137,15 @@ pub fn machine(sh: &Shell) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::replace_section;
+    use super::{line_value, replace_section};
+
+    #[test]
+    fn line_value_is_what_follows_the_first_matching_prefix() {
+        let text = "Running 10s test\n  Requests/sec:  14810.12\nVmHWM:\t  11468 kB\n";
+        assert_eq!(line_value(text, "Requests/sec:"), Some("14810.12"));
+        assert_eq!(line_value(text, "VmHWM:"), Some("11468 kB"));
+        assert_eq!(line_value(text, "Transfer/sec:"), None);
+    }
 
     #[test]
     fn replaces_only_the_named_section() {

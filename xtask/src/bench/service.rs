@@ -254,30 +254,20 @@ fn wait_ready(binary: &std::path::Path, port: u16) -> anyhow::Result<()> {
 
 fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    super::line_value(&status, "VmHWM:")
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .context("VmHWM missing from /proc/<pid>/status")
 }
 
 fn parse_wrk(name: &'static str, out: &str) -> anyhow::Result<WrkResult> {
-    let field = |prefix: &str| {
-        out.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .map(|l| l[prefix.len()..].trim().to_owned())
-    };
+    let field = |prefix: &str| super::line_value(out, prefix);
     let rps = field("Requests/sec:")
         .and_then(|v| v.parse().ok())
         .context("wrk: no Requests/sec")?;
     let p50_ms = field("50%")
-        .and_then(|v| latency_ms(&v))
+        .and_then(latency_ms)
         .context("wrk: no p50 (was --latency given?)")?;
-    let p99_ms = field("99%")
-        .and_then(|v| latency_ms(&v))
-        .context("wrk: no p99")?;
+    let p99_ms = field("99%").and_then(latency_ms).context("wrk: no p99")?;
     let non_2xx: u64 = field("Non-2xx or 3xx responses:")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -352,12 +342,7 @@ fn sysbench(sh: &Shell, server: &Server) -> anyhow::Result<Sysbench> {
     let out = out?;
     cleanup?;
     eprintln!("{out}");
-    let after = |prefix: &str| {
-        out.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .map(|l| l[prefix.len()..].trim().to_owned())
-    };
+    let after = |prefix: &str| super::line_value(&out, prefix);
     // "queries: 123456 (12345.67 per sec.)"
     let qps = after("queries:")
         .and_then(|v| v.split('(').nth(1)?.split_whitespace().next()?.parse().ok())
