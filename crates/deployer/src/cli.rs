@@ -50,8 +50,9 @@ pub struct GlobalArgs {
     /// work tree, else the tree the deployer was built from].
     #[arg(long, env = "DEPLOYER_PROJECT_DIR", global = true, value_name = "DIR")]
     pub project_dir: Option<PathBuf>,
-    /// Host port the app is published on [default: the environment's last one, else 8000].
-    #[arg(long, env = "DEPLOYER_PORT", global = true)]
+    /// Host port the app is published on, 1..=65535 [default: the environment's last one, else 8000].
+    // Port 0 would let the engine pick a port the deployer could not smoke-test: refused like 70000.
+    #[arg(long, env = "DEPLOYER_PORT", global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// Database image.
     #[arg(
@@ -251,6 +252,25 @@ mod tests {
         assert!(Cli::try_parse_from(["deployer", "deploy", "--timeout", "soon"]).is_err());
         assert!(Cli::try_parse_from(["deployer", "build", "--push"]).is_err());
         assert!(Cli::try_parse_from(["deployer", "deploy", "--target", "swarm"]).is_err());
+    }
+
+    #[test]
+    fn port_zero_is_rejected_like_a_port_out_of_range() {
+        for bad in ["0", "70000"] {
+            let error = Cli::try_parse_from(["deployer", "status", "--port", bad]).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}"
+            );
+            let text = error.to_string();
+            assert!(
+                text.contains("--port") && text.contains("1..=65535"),
+                "{text}"
+            );
+        }
+        let cli = Cli::try_parse_from(["deployer", "status", "--port", "1"]).unwrap();
+        assert_eq!(cli.global.port, Some(1));
     }
 
     #[test]

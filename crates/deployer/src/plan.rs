@@ -70,9 +70,11 @@ pub fn project_name(env: &str) -> String {
     format!("{PRODUCT}-{env}")
 }
 
-/// `--port`, else the port the environment's last release used, else the default.
+/// `--port`, else the port the environment's last release used, else the default. A port 0 (only a
+/// hand-edited ledger holds one: `--port` refuses it) is no port to publish on and is skipped.
 pub fn choose_port(flag: Option<u16>, last_release_port: Option<u16>) -> u16 {
-    flag.or(last_release_port).unwrap_or(DEFAULT_HOST_PORT)
+    flag.or(last_release_port.filter(|port| *port != 0))
+        .unwrap_or(DEFAULT_HOST_PORT)
 }
 
 /// Parses `90`, `90s`, `2m`, `1m30s` into a duration.
@@ -216,6 +218,7 @@ mod tests {
         assert_eq!(choose_port(Some(9000), Some(8081)), 9000);
         assert_eq!(choose_port(None, Some(8081)), 8081);
         assert_eq!(choose_port(None, None), DEFAULT_HOST_PORT);
+        assert_eq!(choose_port(None, Some(0)), DEFAULT_HOST_PORT);
     }
 
     #[test]
