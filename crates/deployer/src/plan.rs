@@ -77,38 +77,23 @@ pub fn choose_port(flag: Option<u16>, last_release_port: Option<u16>) -> u16 {
         .unwrap_or(DEFAULT_HOST_PORT)
 }
 
-/// Parses `90`, `90s`, `2m`, `1m30s` into a duration.
+/// Parses a timeout: humantime's forms (`90s`, `2m`, `1m30s`, `1.5m`, `500ms`) or a bare number of
+/// seconds (`90`, as Compose and Kubernetes users write it). Zero is refused: nothing is healthy at once.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
-    let bad = || format!("invalid duration {text:?}: use seconds or minutes, e.g. 90s, 2m, 1m30s");
-    if text.is_empty() {
-        return Err(bad());
+    let parsed = match text.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    };
+    match parsed {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err(format!(
+            "invalid duration {text:?}: it must be longer than zero, e.g. 90s, 2m, 1m30s"
+        )),
+        Err(why) => Err(format!(
+            "invalid duration {text:?} ({why}): use e.g. 90s, 2m, 1m30s"
+        )),
     }
-    if text.chars().all(|c| c.is_ascii_digit()) {
-        return text.parse().map(Duration::from_secs).map_err(|_| bad());
-    }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        match c {
-            '0'..='9' => number.push(c),
-            'h' | 'm' | 's' if !number.is_empty() => {
-                let value: u64 = number.parse().map_err(|_| bad())?;
-                let unit = match c {
-                    'h' => 3600,
-                    'm' => 60,
-                    _ => 1,
-                };
-                total = total.saturating_add(value.saturating_mul(unit));
-                number.clear();
-            }
-            _ => return Err(bad()),
-        }
-    }
-    if !number.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
 }
 
 /// Orders versions the way a person expects: numeric parts as numbers (`1.10.0` after `1.9.0`).
@@ -222,12 +207,18 @@ mod tests {
     }
 
     #[test]
-    fn durations_accept_seconds_and_minutes() {
+    fn durations_accept_bare_seconds_and_humantime_forms_but_not_zero() {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        for bad in ["", "0s", "m", "1x", "1.5m", "5s3"] {
+        assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration(" 2m 5s ").unwrap(), Duration::from_secs(125));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        for bad in ["", "0", "0s", "m", "1x", "5s3", "-5s", "1 minute ago"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
     }
