@@ -3,7 +3,15 @@
 //!
 //! Commands describe what happens; the reporter decides how it looks. Data a command was asked for
 //! (status, history, render) goes to stdout in both modes so it can be piped.
+//!
+//! Text read from outside the deployer (the ledger, which a person may edit by hand; labels and
+//! states the engine reports) may hold terminal escape sequences. Everything the text reporter
+//! prints goes through [`printable`], which shows control characters as `\u{1b}`-style escapes, so
+//! such a value cannot clear the screen, move the cursor or rewrite a line it did not write. In JSON
+//! events serde escapes the C0 controls and [`json_line`] the rest, so a JSON line is safe to read on
+//! a terminal too.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -18,6 +26,62 @@ pub enum OutputFormat {
     Text,
     /// One JSON event per line on stdout, for CI.
     Json,
+}
+
+/// Whether a terminal would act on `c` instead of showing it: C0 and C1 controls and DEL (ESC, CR,
+/// BEL, CSI, ...) and the bidirectional controls that reorder how the rest of a line is shown.
+fn is_terminal_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape_where(text: &str, escape: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(&escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escape(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A value shown inside a line (a version, a login name, a table cell): every control character
+/// escaped, line breaks and tabs included, so the value stays on its line and in its column.
+pub fn one_line(value: &str) -> Cow<'_, str> {
+    escape_where(value, is_terminal_control)
+}
+
+/// Text as the text reporter prints it: the line breaks and tabs the deployer writes are kept,
+/// every other control character is escaped.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    escape_where(text, |c| {
+        is_terminal_control(c) && !matches!(c, '\n' | '\t')
+    })
+}
+
+/// One JSON event as text. serde escapes the C0 controls inside strings, as JSON requires; DEL,
+/// the C1 controls (a terminal may read U+009B as CSI) and the bidirectional controls are escaped
+/// here too, as `\u009b`, which JSON reads back as the same character.
+fn json_line(value: &Value) -> String {
+    let text = value.to_string();
+    if !text.chars().any(is_terminal_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        // Outside strings JSON has only ASCII punctuation and spaces: these can only be in a string.
+        if is_terminal_control(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub struct Reporter {
@@ -45,23 +109,24 @@ impl Reporter {
         if let Value::Object(extra) = fields {
             object.extend(extra);
         }
+        let line = json_line(&Value::Object(object));
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) is not worth failing a deploy for.
-        let _ = writeln!(out, "{}", Value::Object(object));
+        let _ = writeln!(out, "{line}");
         let _ = out.flush();
     }
 
     pub fn info(&self, message: &str) {
         match self.format {
             OutputFormat::Json => self.emit("info", json!({ "message": message })),
-            OutputFormat::Text => eprintln!("{message}"),
+            OutputFormat::Text => eprintln!("{}", printable(message)),
         }
     }
 
     pub fn warn(&self, message: &str) {
         match self.format {
             OutputFormat::Json => self.emit("warning", json!({ "message": message })),
-            OutputFormat::Text => eprintln!("warning: {message}"),
+            OutputFormat::Text => eprintln!("warning: {}", printable(message)),
         }
     }
 
@@ -70,9 +135,10 @@ impl Reporter {
         match self.format {
             OutputFormat::Json => self.emit("block", json!({ "title": title, "lines": lines })),
             OutputFormat::Text => {
+                let title = one_line(title);
                 eprintln!("--- {title} ---");
                 for line in lines {
-                    eprintln!("  {line}");
+                    eprintln!("  {}", printable(line));
                 }
                 eprintln!("--- end of {title} ---");
             }
@@ -84,7 +150,8 @@ impl Reporter {
         match self.format {
             OutputFormat::Json => self.emit("result", data),
             OutputFormat::Text => {
-                let text = human();
+                let human = human();
+                let text = printable(&human);
                 let mut out = std::io::stdout().lock();
                 let _ = write!(out, "{text}");
                 if !text.ends_with('\n') {
@@ -100,7 +167,7 @@ impl Reporter {
                 "error",
                 json!({ "kind": error.kind(), "exit_code": error.exit_code(), "message": error.to_string() }),
             ),
-            OutputFormat::Text => eprintln!("error: {error}"),
+            OutputFormat::Text => eprintln!("error: {}", printable(&error.to_string())),
         }
     }
 
@@ -112,13 +179,13 @@ impl Reporter {
                 ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            bar.set_message(name.to_string());
+            bar.set_message(one_line(name).into_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
             Some(bar)
         } else {
             match self.format {
                 OutputFormat::Json => self.emit("step_started", json!({ "step": name })),
-                OutputFormat::Text => eprintln!("{name} ..."),
+                OutputFormat::Text => eprintln!("{} ...", one_line(name)),
             }
             None
         };
@@ -149,7 +216,9 @@ impl Step<'_> {
         }
         self.last_detail = detail.to_string();
         match &self.bar {
-            Some(bar) => bar.set_message(format!("{} ({detail})", self.name)),
+            Some(bar) => {
+                bar.set_message(one_line(&format!("{} ({detail})", self.name)).into_owned())
+            }
             None if self.reporter.is_json() => self.reporter.emit(
                 "step_progress",
                 json!({ "step": self.name, "detail": detail, "elapsed_ms": self.elapsed_ms() }),
@@ -190,7 +259,7 @@ impl Step<'_> {
                 "step_finished",
                 json!({ "step": self.name, "ok": ok, "summary": summary, "elapsed_ms": elapsed.as_millis() }),
             ),
-            OutputFormat::Text => eprintln!("{line}"),
+            OutputFormat::Text => eprintln!("{}", one_line(&line)),
         }
         // Mark as finished so Drop does not report it again.
         self.name.clear();
@@ -208,5 +277,43 @@ impl Drop for Step<'_> {
                 json!({ "step": self.name, "ok": false, "summary": "interrupted", "elapsed_ms": self.elapsed_ms() }),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_escapes_every_control_character() {
+        assert_eq!(one_line("1.0.0"), "1.0.0");
+        assert!(matches!(one_line("plain text"), Cow::Borrowed(_)));
+        assert_eq!(one_line("\u{1b}[2Jroot"), r"\u{1b}[2Jroot");
+        assert_eq!(one_line("a\rb\u{7}c\nd\te"), r"a\u{d}b\u{7}c\u{a}d\u{9}e");
+        // C1 CSI, DEL, NUL, and a right-to-left override.
+        assert_eq!(
+            one_line("\u{9b}2J\u{7f}\u{0}\u{202e}x"),
+            r"\u{9b}2J\u{7f}\u{0}\u{202e}x"
+        );
+        assert_eq!(one_line("déjà vu ✔"), "déjà vu ✔");
+    }
+
+    #[test]
+    fn json_events_escape_c1_and_bidi_controls_and_read_back_the_same() {
+        let value = json!({ "who": "eve\r\u{9b}31m\u{7f}\u{202e}x\u{1b}" });
+        let line = json_line(&value);
+        assert!(!line.chars().any(is_terminal_control), "{line:?}");
+        assert!(line.contains(r"\u009b31m\u007f\u202ex\u001b"), "{line}");
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), value);
+    }
+
+    #[test]
+    fn printable_keeps_line_breaks_and_tabs_but_escapes_the_rest() {
+        assert_eq!(printable("a\n\tb\n"), "a\n\tb\n");
+        assert_eq!(
+            printable("ok\n\u{1b}]0;owned\u{7}\r"),
+            r"ok
+\u{1b}]0;owned\u{7}\u{d}"
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger::Action;
 use crate::plan::{self, Plan};
+use crate::report::one_line;
 use crate::target::Target;
 
 /// What a person chose (by flags or by answering the prompts).
@@ -109,7 +110,7 @@ pub fn summary(ctx: &Context, target: &dyn Target, plan: &Plan, build: bool) -> 
         .running_version(target, &plan.env)
         .ok()
         .flatten()
-        .map(|v| format!(" (running now: {v})"))
+        .map(|v| format!(" (running now: {})", one_line(&v)))
         .unwrap_or_else(|| " (nothing running yet)".to_string());
     let image = if build {
         format!("{} (built from the work tree first)", plan.app_image())

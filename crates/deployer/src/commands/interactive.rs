@@ -13,6 +13,7 @@ use crate::context::Context;
 use crate::docker;
 use crate::error::{Error, Result};
 use crate::plan::{self, SUGGESTED_ENVS};
+use crate::report::one_line;
 
 /// What the first question offers, in order (the first is the default).
 const PLATFORMS: [(&str, Option<TargetKind>); 3] = [
@@ -115,10 +116,13 @@ fn ask_version(
     let mut labels: Vec<String> = choices
         .iter()
         .map(|v| {
+            // The running version may come from the ledger, a file a person may edit: shown, never
+            // interpreted by the terminal (dialoguer prints labels as they are).
+            let shown = one_line(v);
             if Some(v) == running.as_ref() {
-                format!("{v}  (running now: keep it)")
+                format!("{shown}  (running now: keep it)")
             } else {
-                format!("{v}  (local image)")
+                format!("{shown}  (local image)")
             }
         })
         .collect();

@@ -5,6 +5,7 @@ use crate::commands::release;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger::{self, Action};
+use crate::report::one_line;
 
 pub fn run(ctx: &Context, args: RollbackArgs) -> Result<()> {
     let target = ctx.target(args.target)?;
@@ -31,7 +32,8 @@ pub fn run(ctx: &Context, args: RollbackArgs) -> Result<()> {
         running.as_deref().unwrap_or("nothing"),
         release.version,
         crate::ledger::format_time(release.time),
-        release.who
+        // The ledger is a file a person may edit: its login name is shown, never interpreted.
+        one_line(&release.who)
     ));
     release::release(ctx, target.as_ref(), &plan, Action::Rollback)
 }

@@ -7,7 +7,9 @@ use serde_json::json;
 use crate::cli::{HistoryArgs, TargetArg};
 use crate::context::Context;
 use crate::error::Result;
-use crate::ledger::{self, Outcome};
+use crate::ledger::{self, Outcome, Release};
+use crate::report::one_line;
+use crate::target::Live;
 
 pub fn status(ctx: &Context, args: TargetArg) -> Result<()> {
     let target = ctx.target(args.target)?;
@@ -34,24 +36,7 @@ pub fn status(ctx: &Context, args: TargetArg) -> Result<()> {
             "services": live.services,
             "last_release": last,
         }),
-        || match app {
-            None => format!(
-                "{env}: nothing is running (project {}){}",
-                probe.project(),
-                last.map(|r| format!("; last release {} at {}", r.version, ledger::format_time(r.time)))
-                    .unwrap_or_default()
-            ),
-            Some(app) => format!(
-                "environment: {env} (project {})\nversion:     {}\nhealth:      {}\nstate:       {}\nURL:         {}\nsince:       {}\nservices:    {}\n",
-                probe.project(),
-                live.version.as_deref().unwrap_or("unknown"),
-                health.as_deref().unwrap_or("unknown"),
-                app.describe(),
-                live.url.as_deref().unwrap_or("not published"),
-                since.as_deref().unwrap_or("unknown"),
-                live.services.join(", "),
-            ),
-        },
+        || status_text(&env, &probe.project(), &live, last),
     );
     Ok(())
 }
@@ -64,34 +49,155 @@ pub fn history(ctx: &Context, args: HistoryArgs) -> Result<()> {
         .saturating_sub(args.limit.unwrap_or(usize::MAX))..];
     ctx.reporter
         .result(json!({ "env": env, "releases": shown }), || {
-            if shown.is_empty() {
-                return format!("{env}: no release yet");
-            }
-            let mut text = format!(
-                "{:<20} {:<16} {:<14} {:<7} {:<10} {:<12} {}\n",
-                "time", "version", "action", "result", "who", "image", "target"
-            );
-            for r in shown {
-                let image = r.image_id.strip_prefix("sha256:").unwrap_or(&r.image_id);
-                text.push_str(&format!(
-                    "{:<20} {:<16} {:<14} {:<7} {:<10} {:<12} {}\n",
-                    ledger::format_time(r.time),
-                    r.version,
-                    serde_json::to_value(r.action)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
-                    if r.result == Outcome::Ok {
-                        "ok"
-                    } else {
-                        "FAILED"
-                    },
-                    r.who,
-                    image.chars().take(12).collect::<String>(),
-                    r.target
-                ));
-            }
-            text
+            history_table(&env, shown)
         });
     Ok(())
+}
+
+/// `status` for a person. Every value read from the engine or the ledger is shown through
+/// [`one_line`]: a hand-edited ledger or an odd label cannot send escape sequences to the terminal.
+fn status_text(env: &str, project: &str, live: &Live, last: Option<&Release>) -> String {
+    match &live.app {
+        None => format!(
+            "{env}: nothing is running (project {project}){}",
+            last.map(|r| format!(
+                "; last release {} at {}",
+                one_line(&r.version),
+                ledger::format_time(r.time)
+            ))
+            .unwrap_or_default()
+        ),
+        Some(app) => {
+            let health = app.health.as_deref().unwrap_or(&app.status);
+            format!(
+                "environment: {env} (project {project})\nversion:     {}\nhealth:      {}\nstate:       {}\nURL:         {}\n\
+                 since:       {}\nservices:    {}\n",
+                one_line(live.version.as_deref().unwrap_or("unknown")),
+                one_line(health),
+                one_line(&app.describe()),
+                one_line(live.url.as_deref().unwrap_or("not published")),
+                one_line(&app.started_at),
+                one_line(&live.services.join(", ")),
+            )
+        }
+    }
+}
+
+/// `history` for a person: one release per line, every ledger field through [`one_line`] (the
+/// ledger is a file a person may edit, and a field may hold a line break or an escape sequence).
+fn history_table(env: &str, releases: &[Release]) -> String {
+    if releases.is_empty() {
+        return format!("{env}: no release yet");
+    }
+    let mut text = format!(
+        "{:<20} {:<16} {:<14} {:<7} {:<10} {:<12} {}\n",
+        "time", "version", "action", "result", "who", "image", "target"
+    );
+    for r in releases {
+        let image = r.image_id.strip_prefix("sha256:").unwrap_or(&r.image_id);
+        let image: String = image.chars().take(12).collect();
+        text.push_str(&format!(
+            "{:<20} {:<16} {:<14} {:<7} {:<10} {:<12} {}\n",
+            ledger::format_time(r.time),
+            one_line(&r.version),
+            serde_json::to_value(r.action)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            if r.result == Outcome::Ok {
+                "ok"
+            } else {
+                "FAILED"
+            },
+            one_line(&r.who),
+            one_line(&image),
+            one_line(&r.target)
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::docker::ContainerState;
+    use crate::ledger::Ledger;
+
+    /// A ledger a person edited by hand: escape sequences, a carriage return, a bell, a C1 CSI and
+    /// a line break in the fields a table shows.
+    fn hostile_ledger() -> Vec<Release> {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path());
+        let line = r#"{"version":"1.0.0\u001b[2J","image_id":"sha256:\u001b]0;pwned\u0007","time":"2026-01-02T03:04:05Z","action":"deploy","result":"ok","who":"eve\r\u009b31mroot\nfake row","target":"compose\u001b[1A","port":8000}"#;
+        std::fs::File::create(dir.path().join("releases.jsonl"))
+            .unwrap()
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+        ledger.load().unwrap()
+    }
+
+    fn assert_no_terminal_controls(text: &str) {
+        let bad: Vec<char> = text
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(bad.is_empty(), "{bad:?} reach the terminal in {text:?}");
+    }
+
+    #[test]
+    fn history_shows_escape_sequences_from_the_ledger_as_text() {
+        let releases = hostile_ledger();
+        let table = history_table("dev", &releases);
+        assert_no_terminal_controls(&table);
+        assert_eq!(
+            table.lines().count(),
+            2,
+            "a line break in a field adds no row: {table}"
+        );
+        for shown in [
+            r"1.0.0\u{1b}[2J",
+            r"eve\u{d}\u{9b}31mroot\u{a}fake row",
+            r"compose\u{1b}[1A",
+        ] {
+            assert!(table.contains(shown), "{shown} missing from {table}");
+        }
+        assert!(table.contains(r"\u{1b}]0;pwned"), "{table}");
+    }
+
+    #[test]
+    fn status_shows_escape_sequences_from_the_ledger_and_engine_as_text() {
+        let releases = hostile_ledger();
+        let nothing = status_text(
+            "dev",
+            "infra-challenge-dev",
+            &Live::default(),
+            releases.last(),
+        );
+        assert_no_terminal_controls(&nothing);
+        assert!(
+            nothing.contains(r"last release 1.0.0\u{1b}[2J at"),
+            "{nothing}"
+        );
+
+        let live = Live {
+            version: Some("1.0.0".into()),
+            app: Some(ContainerState {
+                status: "running".into(),
+                health: Some("healthy\u{1b}[2J".into()),
+                started_at: "2026-01-02T03:04:05Z\r".into(),
+                ..ContainerState::default()
+            }),
+            url: Some("http://127.0.0.1:8000".into()),
+            services: vec!["app".into(), "db\u{7}".into()],
+        };
+        let running = status_text("dev", "infra-challenge-dev", &live, releases.last());
+        assert_no_terminal_controls(&running);
+        assert!(
+            running.contains(r"health:      healthy\u{1b}[2J"),
+            "{running}"
+        );
+        assert!(running.contains(r"services:    app, db\u{7}"), "{running}");
+    }
 }
