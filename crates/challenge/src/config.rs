@@ -51,10 +51,34 @@ pub struct DatabaseSettings {
     pub timeout: Duration,
 }
 
+/// Limits on client connections, so slow or idle clients cannot hold the server's resources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Time a client has to send a complete request head once its first byte arrived.
+    pub header_timeout: Duration,
+    /// A keep-alive connection that starts no new request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections at most; further clients wait in the listen backlog.
+    pub max_connections: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            // Longer than the 60 s idle timeout of common load balancers and proxies, so that the
+            // side that reuses a pooled connection is never the one surprised by its closing.
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 1024,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub port: u16,
     pub database: DatabaseSettings,
+    pub http: HttpSettings,
     pub log_format: LogFormat,
     pub seed_count: u32,
     pub shutdown_delay: Duration,
@@ -88,9 +112,29 @@ impl Config {
             )?,
             timeout: parse_duration("DB_TIMEOUT", var("DB_TIMEOUT"), Duration::from_secs(2))?,
         };
+        let defaults = HttpSettings::default();
+        let http = HttpSettings {
+            header_timeout: parse_positive_duration(
+                "HTTP_HEADER_TIMEOUT",
+                var("HTTP_HEADER_TIMEOUT"),
+                defaults.header_timeout,
+            )?,
+            idle_timeout: parse_positive_duration(
+                "HTTP_IDLE_TIMEOUT",
+                var("HTTP_IDLE_TIMEOUT"),
+                defaults.idle_timeout,
+            )?,
+            max_connections: parse_range(
+                "HTTP_MAX_CONNECTIONS",
+                var("HTTP_MAX_CONNECTIONS"),
+                defaults.max_connections,
+                1..=65_535,
+            )?,
+        };
         Ok(Self {
             port: parse_port("PORT", var("PORT"), 8000)?,
             database,
+            http,
             log_format: parse_log_format(var("LOG_FORMAT"))?,
             seed_count: parse_range("SEED_COUNT", var("SEED_COUNT"), 100, 0..=1_000_000)?,
             shutdown_delay: parse_duration(
@@ -174,6 +218,23 @@ fn parse_duration(
         .map_err(|_| ConfigError::new(name, &v, "expected a duration such as 20, 20s, 500ms or 1m"))
 }
 
+/// A duration that must not be zero (a zero timeout would close every connection at once).
+fn parse_positive_duration(
+    name: &'static str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let shown = value.clone();
+    match parse_duration(name, value, default)? {
+        Duration::ZERO => Err(ConfigError::new(
+            name,
+            shown.as_deref().unwrap_or_default(),
+            "expected a duration above zero such as 10s or 500ms",
+        )),
+        d => Ok(d),
+    }
+}
+
 fn parse_log_format(value: Option<String>) -> Result<LogFormat, ConfigError> {
     match value.as_deref().map(str::trim) {
         None | Some("json") => Ok(LogFormat::Json),
@@ -233,6 +294,30 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.seed_count, 100);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(75));
+        assert_eq!(c.http.max_connections, 1024);
+    }
+
+    #[test]
+    fn http_limits_are_read_and_zero_timeouts_rejected() {
+        let c = config(&[
+            ("HTTP_HEADER_TIMEOUT", "2s"),
+            ("HTTP_IDLE_TIMEOUT", "500ms"),
+            ("HTTP_MAX_CONNECTIONS", "8"),
+        ])
+        .unwrap();
+        assert_eq!(c.http.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.http.idle_timeout, Duration::from_millis(500));
+        assert_eq!(c.http.max_connections, 8);
+        for (name, value) in [
+            ("HTTP_HEADER_TIMEOUT", "0"),
+            ("HTTP_IDLE_TIMEOUT", "0s"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable(), name);
+        }
     }
 
     #[test]

@@ -1,16 +1,13 @@
 //! Connection pool, migrations (under a MySQL named lock) and seed data.
 
-use std::time::Duration;
-
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
-use sqlx::mysql::{
-    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
-};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
 use sqlx::{Connection, Executor};
 
 use crate::config::DatabaseSettings;
+use crate::pool::Pool;
 
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -43,27 +40,24 @@ pub fn migration_lock(database: &str) -> String {
 }
 
 pub fn connect_options(settings: &DatabaseSettings) -> MySqlConnectOptions {
-    MySqlConnectOptions::new()
+    let options = MySqlConnectOptions::new()
         .host(&settings.host)
         .port(settings.port)
         .username(&settings.username)
-        .password(settings.password.expose_secret())
         .database(&settings.database)
         // Times are stored and read as UTC.
-        .timezone(Some("+00:00".into()))
+        .timezone(Some("+00:00".into()));
+    // An account without a password expects an empty authentication response; given an empty
+    // password, sqlx would send the scramble of "" instead, which the server refuses.
+    match settings.password.expose_secret() {
+        "" => options,
+        password => options.password(password),
+    }
 }
 
-/// A lazy pool: the process starts (and answers /healthz) even when MySQL is down.
-pub fn pool(settings: &DatabaseSettings) -> MySqlPool {
-    MySqlPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .min_connections(0)
-        .acquire_timeout(settings.timeout)
-        // sqlx already pings a connection when it goes back to the pool; pinging again before
-        // each use would double the round trips of every request.
-        .test_before_acquire(false)
-        .idle_timeout(Some(Duration::from_secs(300)))
-        .connect_lazy_with(connect_options(settings))
+/// The pool behind the API: lazy, so the process starts (and answers /healthz) while MySQL is down.
+pub fn pool(settings: &DatabaseSettings) -> Pool {
+    Pool::new(connect_options(settings), settings.max_connections)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,11 +231,13 @@ async fn seed(conn: &mut MySqlConnection, count: u32) -> Result<u64, sqlx::Error
 }
 
 /// The newest successfully applied migration, for readiness; `None` before any migration ran.
-pub async fn applied_schema_version(pool: &MySqlPool) -> Result<Option<i64>, sqlx::Error> {
+pub async fn applied_schema_version(
+    conn: &mut MySqlConnection,
+) -> Result<Option<i64>, sqlx::Error> {
     match sqlx::query_scalar::<_, Option<i64>>(
         "SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE",
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
     {
         Ok(v) => Ok(v),

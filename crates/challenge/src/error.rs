@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::outage::Outage;
 use crate::store::StoreError;
 use crate::task::FieldErrors;
 
@@ -43,7 +44,7 @@ pub enum ApiError {
     #[error("the request body has invalid fields")]
     Validation(FieldErrors),
     #[error("the database is unavailable, retry later")]
-    Unavailable(String),
+    Unavailable { outage: Outage, detail: String },
     #[error("internal error")]
     Internal(String),
 }
@@ -60,7 +61,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable"),
+            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "database-unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -68,7 +69,7 @@ impl ApiError {
     pub fn store(err: StoreError, id: Option<u64>) -> Self {
         match err {
             StoreError::NotFound => Self::TaskNotFound(id.unwrap_or_default()),
-            StoreError::Unavailable(why) => Self::Unavailable(why),
+            StoreError::Unavailable { outage, detail } => Self::Unavailable { outage, detail },
             StoreError::Query(e) => Self::Internal(e.to_string()),
         }
     }
@@ -77,9 +78,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug) = self.parts();
-        // The cause of 5xx is logged, not shown: it may name hosts or SQL.
+        // The cause of 5xx is logged, not shown: it may name hosts, users or SQL. An outage under
+        // load would log once per request: its warnings are limited per cause and interval.
         match &self {
-            Self::Unavailable(why) => tracing::warn!(cause = %why, "database unavailable"),
+            Self::Unavailable { outage, detail } => crate::outage::warn(*outage, detail),
             Self::Internal(why) => tracing::error!(cause = %why, "internal error"),
             _ => {}
         }

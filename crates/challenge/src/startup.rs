@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::response::Response;
 use sqlx::mysql::MySqlConnectOptions;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -14,6 +18,7 @@ use crate::config::Config;
 use crate::db::{self, MigrationError};
 use crate::health::Health;
 use crate::routes::{self, AppState};
+use crate::server;
 use crate::store::TaskStore;
 use crate::telemetry;
 
@@ -33,8 +38,6 @@ pub enum StartupError {
     Bind { port: u16, source: std::io::Error },
     #[error(transparent)]
     Migration(#[from] MigrationError),
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 pub struct Application {
@@ -54,6 +57,7 @@ impl Application {
                 source,
             })?;
         let pool = db::pool(&config.database);
+        pool.spawn_upkeep();
         let metrics = telemetry::metrics_handle();
         let state = AppState {
             store: TaskStore::new(pool, config.database.timeout),
@@ -117,10 +121,9 @@ impl Application {
             health.mark_started();
         }
 
-        let (drain_tx, drain_rx) = oneshot::channel::<()>();
         let delay = config.shutdown_delay;
         let signal_health = health.clone();
-        let signal = async move {
+        let stop_accepting = async move {
             shutdown.await;
             signal_health.start_draining();
             tracing::info!(
@@ -129,37 +132,42 @@ impl Application {
             );
             tokio::time::sleep(delay).await;
             tracing::info!("closing the listener, draining in-flight requests");
-            let _ = drain_tx.send(());
         };
-        let app = routes::router(state);
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .into_future();
-        tokio::pin!(server);
+        let app = routes::router(state).layer(middleware::map_response_with_state(
+            health,
+            close_when_draining,
+        ));
+        let serving = server::serve(listener, app, config.http, stop_accepting);
 
         // A pattern that does not match (the migration task ended without error and dropped its
-        // sender) disables that branch; select! keeps waiting on the others.
+        // sender) disables that branch; select! keeps waiting on the other.
         tokio::select! {
-            result = &mut server => finish(result),
-            Ok(()) = drain_rx => {
-                match tokio::time::timeout(config.shutdown_timeout, &mut server).await {
-                    Ok(result) => finish(result),
-                    Err(_) => {
-                        tracing::warn!(timeout_ms = config.shutdown_timeout.as_millis() as u64,
-                            "drain timeout reached: closing the remaining connections");
-                        Ok(())
-                    }
+            draining = serving => {
+                match tokio::time::timeout(config.shutdown_timeout, draining.finished()).await {
+                    Ok(()) => tracing::info!("stopped"),
+                    Err(_) => tracing::warn!(timeout_ms = config.shutdown_timeout.as_millis() as u64,
+                        "drain timeout reached: closing the remaining connections"),
                 }
+                Ok(())
             }
             Ok(err) = fatal_rx => Err(err.into()),
         }
     }
 }
 
-fn finish(result: std::io::Result<()>) -> Result<(), StartupError> {
-    result.map_err(StartupError::Serve)?;
-    tracing::info!("stopped");
-    Ok(())
+/// While draining, every response asks its client to close the connection: a keep-alive client
+/// then opens its next connection elsewhere (through its load balancer) instead of sending a request
+/// on a connection this process is about to close.
+async fn close_when_draining(
+    State(health): State<Arc<Health>>,
+    mut response: Response,
+) -> Response {
+    if health.draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Applies migrations (and seeds), retrying while the database is unreachable; gives up after

@@ -1,39 +1,51 @@
 //! Task persistence. Every call is bounded by the configured database timeout, so an unreachable
 //! database turns into a quick `Unavailable` instead of a hung request.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use sqlx::mysql::MySqlPool;
+use sqlx::Connection;
+use sqlx::mysql::MySqlConnection;
 use sqlx::types::time::PrimitiveDateTime;
 use time::OffsetDateTime;
 
+use crate::outage::Outage;
+use crate::pool::{Pool, PoolError, PoolStatus};
 use crate::task::{NewTask, Task, TaskPatch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("task not found")]
     NotFound,
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    /// The database cannot serve now; `detail` is the driver's message, for logs only.
+    #[error("database unavailable ({}): {detail}", outage.name())]
+    Unavailable { outage: Outage, detail: String },
     #[error("database error: {0}")]
     Query(#[source] sqlx::Error),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
+        if matches!(err, sqlx::Error::RowNotFound) {
+            return Self::NotFound;
+        }
+        match Outage::of(&err) {
+            Some(outage) => Self::Unavailable {
+                outage,
+                detail: err.to_string(),
+            },
+            None => Self::Query(err),
+        }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(err: PoolError) -> Self {
         match err {
-            sqlx::Error::RowNotFound => Self::NotFound,
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(err.to_string()),
-            // 08xxx: connection exceptions; HY000 with these numbers: server going away, read-only, ...
-            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("08")) => {
-                Self::Unavailable(err.to_string())
-            }
-            other => Self::Query(other),
+            PoolError::Database(e) => e.into(),
+            PoolError::Closed => Self::Unavailable {
+                outage: Outage::Unreachable,
+                detail: err.to_string(),
+            },
         }
     }
 }
@@ -81,33 +93,44 @@ macro_rules! select_tasks {
 
 #[derive(Clone)]
 pub struct TaskStore {
-    pool: MySqlPool,
+    pool: Pool,
     timeout: Duration,
 }
 
 impl TaskStore {
-    pub fn new(pool: MySqlPool, timeout: Duration) -> Self {
+    pub fn new(pool: Pool, timeout: Duration) -> Self {
         Self { pool, timeout }
     }
 
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
+    pub fn pool_status(&self) -> PoolStatus {
+        self.pool.status()
     }
 
+    /// The newest successfully applied migration (`None` before any ran), within `within`.
+    pub async fn schema_version(&self, within: Duration) -> Result<Option<i64>, StoreError> {
+        let work = self
+            .pool
+            .run(async |conn| crate::db::applied_schema_version(conn).await);
+        match tokio::time::timeout(within, work).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(timed_out(within)),
+        }
+    }
+
+    /// Runs `work` on a pooled connection, bounded by the database timeout as a whole (waiting for
+    /// a connection included), and records how long it took.
     async fn bounded<T>(
         &self,
-        work: impl Future<Output = Result<T, StoreError>>,
+        work: impl AsyncFnOnce(&mut MySqlConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, work).await;
+        let outcome = tokio::time::timeout(self.timeout, self.pool.run(work)).await;
         metrics::histogram!("db_client_operation_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        outcome.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "no answer from the database within {:?}",
-                self.timeout
-            )))
-        })
+        match outcome {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(timed_out(self.timeout)),
+        }
     }
 
     pub async fn list(
@@ -116,10 +139,10 @@ impl TaskStore {
         after: u64,
         done: Option<bool>,
     ) -> Result<Page, StoreError> {
-        self.bounded(async {
-            // One extra row tells whether a next page exists without a COUNT.
-            let fetch = i64::from(limit) + 1;
-            let rows: Vec<TaskRow> = match done {
+        // One extra row tells whether a next page exists without a COUNT.
+        let fetch = i64::from(limit) + 1;
+        let rows: Vec<TaskRow> = self
+            .bounded(async |conn| match done {
                 Some(done) => {
                     sqlx::query_as(select_tasks!(
                         "WHERE done = ? AND id > ? ORDER BY id LIMIT ?"
@@ -127,86 +150,76 @@ impl TaskStore {
                     .bind(done)
                     .bind(after)
                     .bind(fetch)
-                    .fetch_all(&self.pool)
-                    .await?
+                    .fetch_all(conn)
+                    .await
                 }
                 None => {
                     sqlx::query_as(select_tasks!("WHERE id > ? ORDER BY id LIMIT ?"))
                         .bind(after)
                         .bind(fetch)
-                        .fetch_all(&self.pool)
-                        .await?
+                        .fetch_all(conn)
+                        .await
                 }
-            };
-            let mut items: Vec<Task> = rows.into_iter().map(Task::from).collect();
-            let next = if items.len() > usize::from(limit) {
-                items.truncate(usize::from(limit));
-                items.last().map(|t| t.id)
-            } else {
-                None
-            };
-            Ok(Page { items, next })
-        })
-        .await
+            })
+            .await?;
+        let mut items: Vec<Task> = rows.into_iter().map(Task::from).collect();
+        let next = if items.len() > usize::from(limit) {
+            items.truncate(usize::from(limit));
+            items.last().map(|t| t.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 
     pub async fn get(&self, id: u64) -> Result<Task, StoreError> {
-        self.bounded(async {
-            let row: TaskRow = sqlx::query_as(select_tasks!("WHERE id = ?"))
-                .bind(id)
-                .fetch_one(&self.pool)
-                .await?;
-            Ok(row.into())
-        })
-        .await
+        let row: TaskRow = self
+            .bounded(async |conn| {
+                sqlx::query_as(select_tasks!("WHERE id = ?"))
+                    .bind(id)
+                    .fetch_one(conn)
+                    .await
+            })
+            .await?;
+        Ok(row.into())
     }
 
     pub async fn create(&self, new: &NewTask) -> Result<Task, StoreError> {
-        self.bounded(async {
-            let now = now_utc();
-            let description = new.description.as_ref().map(|d| d.as_str());
-            let result = sqlx::query(
-                "INSERT INTO tasks (title, description, done, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(new.title.as_str())
-            .bind(description)
-            .bind(new.done)
-            .bind(primitive(now))
-            .bind(primitive(now))
-            .execute(&self.pool)
-            .await?;
-            Ok(Task {
-                id: result.last_insert_id(),
-                title: new.title.as_str().to_owned(),
-                description: description.map(str::to_owned),
-                done: new.done,
-                created_at: now,
-                updated_at: now,
+        let now = now_utc();
+        let description = new.description.as_ref().map(|d| d.as_str());
+        let result = self
+            .bounded(async |conn| {
+                sqlx::query(
+                    "INSERT INTO tasks (title, description, done, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(new.title.as_str())
+                .bind(description)
+                .bind(new.done)
+                .bind(primitive(now))
+                .bind(primitive(now))
+                .execute(conn)
+                .await
             })
+            .await?;
+        Ok(Task {
+            id: result.last_insert_id(),
+            title: new.title.as_str().to_owned(),
+            description: description.map(str::to_owned),
+            done: new.done,
+            created_at: now,
+            updated_at: now,
         })
-        .await
     }
 
     pub async fn update(&self, id: u64, patch: &TaskPatch) -> Result<Task, StoreError> {
-        self.bounded(async {
-            let mut tx = self.pool.begin().await?;
-            let row: TaskRow =
-                sqlx::query_as(select_tasks!("WHERE id = ? FOR UPDATE"))
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let mut task = Task::from(row);
-            if let Some(title) = &patch.title {
-                task.title = title.as_str().to_owned();
-            }
-            if let Some(description) = &patch.description {
-                task.description = description.as_ref().map(|d| d.as_str().to_owned());
-            }
-            if let Some(done) = patch.done {
-                task.done = done;
-            }
-            task.updated_at = now_utc();
+        self.bounded(async |conn| {
+            let mut tx = conn.begin().await?;
+            let row: TaskRow = sqlx::query_as(select_tasks!("WHERE id = ? FOR UPDATE"))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let task = patched(row.into(), patch);
             sqlx::query(
                 "UPDATE tasks SET title = ?, description = ?, done = ?, updated_at = ? WHERE id = ?",
             )
@@ -224,19 +237,42 @@ impl TaskStore {
     }
 
     pub async fn delete(&self, id: u64) -> Result<(), StoreError> {
-        self.bounded(async {
-            let result = sqlx::query("DELETE FROM tasks WHERE id = ?")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            if result.rows_affected() == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
-            }
-        })
-        .await
+        let result = self
+            .bounded(async |conn| {
+                sqlx::query("DELETE FROM tasks WHERE id = ?")
+                    .bind(id)
+                    .execute(conn)
+                    .await
+            })
+            .await?;
+        if result.rows_affected() == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
+}
+
+fn timed_out(bound: Duration) -> StoreError {
+    StoreError::Unavailable {
+        outage: Outage::Timeout,
+        detail: format!("no answer from the database within {bound:?}"),
+    }
+}
+
+/// `task` with the fields `patch` sets, stamped now.
+fn patched(mut task: Task, patch: &TaskPatch) -> Task {
+    if let Some(title) = &patch.title {
+        task.title = title.as_str().to_owned();
+    }
+    if let Some(description) = &patch.description {
+        task.description = description.as_ref().map(|d| d.as_str().to_owned());
+    }
+    if let Some(done) = patch.done {
+        task.done = done;
+    }
+    task.updated_at = now_utc();
+    task
 }
 
 /// Now, at the microsecond precision DATETIME(6) stores, so what we return equals what we read later.

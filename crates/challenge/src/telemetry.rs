@@ -4,15 +4,15 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sqlx::mysql::MySqlPool;
 use tracing_subscriber::EnvFilter;
 
 use crate::build_info::BUILD;
 use crate::config::LogFormat;
+use crate::pool::PoolStatus;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -76,6 +76,10 @@ fn describe() {
         "http_server_active_requests",
         "Number of active HTTP server requests."
     );
+    describe_gauge!(
+        "http_server_open_connections",
+        "Open client connections (HTTP_MAX_CONNECTIONS at most)."
+    );
     describe_histogram!(
         "db_client_operation_duration_seconds",
         Unit::Seconds,
@@ -88,6 +92,10 @@ fn describe() {
     describe_gauge!(
         "db_client_connection_max",
         "Largest number of connections the pool opens."
+    );
+    describe_gauge!(
+        "db_client_connection_pending_requests",
+        "Requests waiting for a pooled connection."
     );
     describe_gauge!(
         "challenge_build_info",
@@ -108,13 +116,12 @@ pub fn spawn_metrics_upkeep(handle: PrometheusHandle) {
     });
 }
 
-pub fn record_pool_gauges(pool: &MySqlPool) {
-    let size = f64::from(pool.size());
-    let idle = pool.num_idle() as f64;
-    metrics::gauge!("db_client_connection_count", "state" => "idle").set(idle);
-    metrics::gauge!("db_client_connection_count", "state" => "used").set((size - idle).max(0.0));
-    metrics::gauge!("db_client_connection_max")
-        .set(f64::from(pool.options().get_max_connections()));
+pub fn record_pool_gauges(pool: PoolStatus) {
+    let used = pool.open.saturating_sub(pool.idle);
+    metrics::gauge!("db_client_connection_count", "state" => "idle").set(pool.idle as f64);
+    metrics::gauge!("db_client_connection_count", "state" => "used").set(used as f64);
+    metrics::gauge!("db_client_connection_max").set(pool.max as f64);
+    metrics::gauge!("db_client_connection_pending_requests").set(pool.waiting as f64);
 }
 
 /// Request id (accepted from `x-request-id` or generated, echoed back), trace id (from a W3C
@@ -138,14 +145,17 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         req.headers_mut().insert(REQUEST_ID, value);
     }
     let method = req.method().clone();
-    // The route template, never the raw path: raw paths would explode label cardinality.
+    // Every label value comes from a closed set, never from the request as sent: the method is one
+    // of the standard ones or `_OTHER`, the route is the matched template (never the raw path) or
+    // `unmatched`, the status is one this server produced.
+    let method_label = method_label(&method);
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
 
     let active =
-        metrics::gauge!("http_server_active_requests", "http_request_method" => method.to_string());
+        metrics::gauge!("http_server_active_requests", "http_request_method" => method_label);
     active.increment(1.0);
     let mut response = next.run(req).await;
     active.decrement(1.0);
@@ -154,7 +164,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     metrics::histogram!(
         "http_server_request_duration_seconds",
-        "http_request_method" => method.to_string(),
+        "http_request_method" => method_label,
         "http_route" => route.clone(),
         "http_response_status_code" => status.to_string(),
     )
@@ -175,6 +185,23 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     response
 }
 
+/// The `http.request.method` attribute of the OpenTelemetry HTTP conventions: the method when it is
+/// one of the nine standard ones, `_OTHER` for anything else a client may invent.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
 /// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
 fn trace_id_of(traceparent: &str) -> Option<String> {
     let mut parts = traceparent.split('-');
@@ -187,7 +214,17 @@ fn trace_id_of(traceparent: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::trace_id_of;
+    use super::{Method, method_label, trace_id_of};
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::TRACE), "TRACE");
+        for invented in ["FOOBAR1", "get", "PROPFIND"] {
+            let method = Method::from_bytes(invented.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "_OTHER", "{invented}");
+        }
+    }
 
     #[test]
     fn traceparent_gives_its_trace_id() {

@@ -23,7 +23,7 @@ pub fn router() -> axum::Router<AppState> {
     responses((status = 200, description = "Prometheus text exposition format", body = String,
         content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    telemetry::record_pool_gauges(state.store.pool());
+    telemetry::record_pool_gauges(state.store.pool_status());
     (
         [(
             header::CONTENT_TYPE,

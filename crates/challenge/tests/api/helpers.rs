@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use challenge::config::{Config, DatabaseSettings, LogFormat};
+use challenge::config::{Config, DatabaseSettings, HttpSettings, LogFormat};
 use challenge::health::Health;
 use challenge::startup::{Application, StartOptions};
 use percent_encoding::percent_decode_str;
@@ -57,6 +57,7 @@ pub fn test_config(database: DatabaseSettings) -> Config {
     Config {
         port: 0,
         database,
+        http: HttpSettings::default(),
         log_format: LogFormat::Text,
         seed_count: 5,
         shutdown_delay: Duration::ZERO,
