@@ -9,6 +9,9 @@
 # checkov:skip=CKV_DOCKER_7: FROM uses these build args, whose defaults carry explicit version tags
 ARG BUILDER_IMAGE=rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+# The version `docker build .` labels the image with when no --build-arg VERSION is given: the workspace
+# version of Cargo.toml ([workspace.package]); `cargo xtask test`'s lint suite fails when the two differ.
+ARG VERSION=0.1.0
 
 # --- build stage: the Rust toolchain, used only to compile ------------------------------------------
 FROM ${BUILDER_IMAGE} AS build
@@ -34,7 +37,8 @@ RUN for member in crates/challenge crates/deployer crates/e2e xtask; do \
       target/release/deps/challenge-* target/release/deps/libchallenge-* target/release/challenge*
 
 # Build metadata, declared only now so that a new commit or date never invalidates the dependency layer.
-ARG VERSION=""
+# VERSION takes the default declared before the first FROM.
+ARG VERSION
 ARG GIT_SHA=""
 ARG BUILD_DATE=""
 # The service's sources (the only layer a code change invalidates).
@@ -49,7 +53,8 @@ RUN if [ -n "$VERSION" ]; then export APP_VERSION="$VERSION"; fi \
 
 # --- runtime stage: glibc, CA certificates, time zones and a nonroot user; no shell, no package manager
 FROM ${RUNTIME_IMAGE}
-ARG VERSION=""
+# The same build metadata again (a stage sees only the arguments it declares); VERSION as above.
+ARG VERSION
 ARG GIT_SHA=""
 ARG BUILD_DATE=""
 ARG SOURCE="https://example.invalid/infra-challenge"

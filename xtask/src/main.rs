@@ -5,6 +5,7 @@
 mod airgap;
 mod bench;
 mod containers;
+mod image_version;
 mod manifests;
 mod pytools;
 mod test;

@@ -3,7 +3,7 @@
 use clap::ValueEnum;
 use xshell::{Shell, cmd};
 
-use crate::{containers, manifests, testdb, util};
+use crate::{containers, image_version, manifests, testdb, util};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,7 +14,7 @@ pub struct Args {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Suite {
-    /// rustfmt and clippy (warnings are errors).
+    /// rustfmt, clippy (warnings are errors), the image's default version.
     Lint,
     /// Unit and integration tests of every crate, against a real MySQL-compatible server.
     Rust,
@@ -60,6 +60,7 @@ fn lint(sh: &Shell) -> anyhow::Result<()> {
         "cargo clippy -p deployer --all-targets --features e2e -- -D warnings"
     )
     .run()?;
+    image_version::check()?;
     Ok(())
 }
 
