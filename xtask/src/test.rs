@@ -14,7 +14,7 @@ pub struct Args {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Suite {
-    /// rustfmt, clippy (warnings are errors), the image's default version.
+    /// rustfmt, clippy (warnings are errors), the image's default version, unused dependencies.
     Lint,
     /// Unit and integration tests of every crate, against a real MySQL-compatible server.
     Rust,
@@ -61,6 +61,22 @@ fn lint(sh: &Shell) -> anyhow::Result<()> {
     )
     .run()?;
     image_version::check()?;
+    // Unused dependencies: each one costs build time and audit surface. A false positive (a crate
+    // used only through a macro or a feature) goes to `[package.metadata.cargo-machete] ignored`
+    // in that crate's Cargo.toml, with a comment saying why.
+    util::step("cargo machete");
+    const MACHETE: &str = "0.9.2";
+    anyhow::ensure!(
+        cmd!(sh, "cargo machete --version")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok(),
+        "cargo-machete is not installed: `cargo install cargo-machete --locked --version {MACHETE}` \
+         (what .ci/run does)"
+    );
+    cmd!(sh, "cargo machete").run()?;
     Ok(())
 }
 
