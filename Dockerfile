@@ -70,7 +70,8 @@ LABEL org.opencontainers.image.title="infra-challenge" \
 COPY --from=build /src/target/release/challenge /usr/local/bin/challenge
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd (65532 = nonroot).
 USER 65532:65532
-# Structured logs for the log collector; the port the whole project agrees on (DESIGN).
+# Structured logs for the log collector; the port the whole project agrees on
+# (docs/ARCHITECTURE.md, "Names").
 ENV PORT=8000 \
     LOG_FORMAT=json
 EXPOSE 8000

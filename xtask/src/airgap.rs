@@ -1,4 +1,5 @@
-//! `cargo xtask airgap-images`: base image stand-ins built from Debian packages (DESIGN §2).
+//! `cargo xtask airgap-images`: base image stand-ins built from Debian packages
+//! (docs/ARCHITECTURE.md, "Air-gapped builds").
 //!
 //! Machines without a container registry still build the image and run the Compose stack: the engine is
 //! seeded with a Debian base, a Rust builder and a distroless-like runtime under the names the
@@ -15,7 +16,7 @@ use crate::util;
 
 /// The database stand-in's name; what `DB_IMAGE` is set to where `mysql:8.4` cannot be pulled.
 pub const DB_STANDIN: &str = "infra-challenge/mariadb:10.11";
-/// The database image users run (DESIGN §3), pulled where a registry answers.
+/// The database image users run (docs/ARCHITECTURE.md, "Names"), pulled where a registry answers.
 pub const DB_UPSTREAM: &str = "mysql:8.4";
 /// The Debian base the database stand-in is built on (its Dockerfile's `BASE_IMAGE` default).
 const DEBIAN_IMAGE: &str = "debian:bookworm-slim";

@@ -13,7 +13,7 @@ use super::model::{
     workloads,
 };
 
-/// The namespace every namespaced object must sit in (DESIGN §4).
+/// The namespace every namespaced object must sit in (docs/ARCHITECTURE.md, "Names").
 pub const NAMESPACE: &str = "infra-challenge";
 /// At most this many scanner findings may be skipped in the whole tree, each with a reason.
 pub const MAX_SCANNER_SKIPS: usize = 3;

@@ -11,14 +11,16 @@ use super::model::{
     workloads,
 };
 
-/// The service's image repository (DESIGN: image `infra-challenge:<version>`).
+/// The service's image repository: `infra-challenge:<version>` (docs/ARCHITECTURE.md, "Names").
 pub const APP_IMAGE: &str = "infra-challenge";
 /// The database's image repository.
 pub const DB_IMAGE: &str = "mysql";
-/// The service's endpoints (DESIGN §1): liveness without the database, readiness with it.
+/// The service's endpoints (docs/ARCHITECTURE.md, "HTTP API"): liveness without the database,
+/// readiness with it.
 const LIVENESS_PATH: &str = "/healthz";
 const READINESS_PATH: &str = "/readyz";
-/// The service's drain time when `SHUTDOWN_TIMEOUT` is not set (DESIGN §1).
+/// The service's drain time when `SHUTDOWN_TIMEOUT` is not set
+/// (docs/ARCHITECTURE.md, "Configuration").
 const DEFAULT_SHUTDOWN_TIMEOUT_SECS: i64 = 20;
 /// Kubernetes' grace period when the pod spec sets none.
 const DEFAULT_GRACE_PERIOD_SECS: i64 = 30;
