@@ -13,7 +13,12 @@ pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 /// A stored task, as the API returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Task {
-    #[schema(example = 42)]
+    #[schema(
+        example = 42,
+        format = "uint64",
+        minimum = 0,
+        maximum = 18446744073709551615u64
+    )]
     pub id: u64,
     #[schema(example = "Write the runbook")]
     pub title: String,
@@ -30,12 +35,32 @@ pub struct Task {
 /// Per-field validation messages, as the 422 problem's `errors` member.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
-/// A title: 1 to 200 characters once surrounding white space is trimmed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A title: 1 to 200 characters once surrounding white space is trimmed, and no control character
+/// (U+0000 to U+001F, U+007F to U+009F) anywhere, trimmed part or not.
+///
+/// The schema's pattern says the same for clients, in the subset of regular expressions that
+/// ECMA-262 and Python's `re` read alike: optional spaces (white space that is not a control
+/// character), then 1 to 200 non-control characters that start and end with a non-space, then
+/// optional spaces. `$(?!\n)` is plain `$` in ECMA-262; in Python it stops `$` from also matching
+/// before a final newline. Lengths count code points, as ours do.
+#[derive(Clone, Debug, PartialEq, Eq, ToSchema)]
+#[schema(
+    pattern = r"^[\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000-\u001F\u007F-\u009F]{0,198}[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$(?!\n)",
+    example = "Write the runbook",
+    description = "1 to 200 characters once surrounding white space is trimmed; no control \
+                   characters (U+0000 to U+001F, U+007F to U+009F) anywhere."
+)]
 pub struct TaskTitle(String);
 
 impl TaskTitle {
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some((at, c)) = raw.chars().enumerate().find(|(_, c)| c.is_control()) {
+            return Err(format!(
+                "must not contain control characters (U+{:04X} at character {})",
+                u32::from(c),
+                at + 1
+            ));
+        }
         let trimmed = raw.trim();
         let chars = trimmed.chars().count();
         if chars == 0 {
@@ -93,23 +118,30 @@ pub struct TaskPatch {
 
 /// The JSON shape of a create request (documentation only: bodies are parsed by [`NewTask::from_json`]).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct CreateTaskRequest {
-    /// 1 to 200 characters after trimming.
-    title: String,
-    /// At most 2000 characters.
+    title: TaskTitle,
+    /// At most 2000 characters; null or absent for none.
+    #[schema(max_length = 2000)]
     description: Option<String>,
     /// Defaults to false.
+    #[schema(nullable = false, default = false)]
     done: Option<bool>,
 }
 
-/// The JSON shape of a patch request (documentation only); every field is optional.
+/// The JSON shape of a patch request (documentation only); every field is optional, absent fields
+/// are left as they are.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UpdateTaskRequest {
-    title: Option<String>,
-    /// `null` clears the description.
+    #[schema(nullable = false)]
+    title: Option<TaskTitle>,
+    /// At most 2000 characters; `null` clears the description.
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    #[schema(nullable = false)]
     done: Option<bool>,
 }
 
@@ -238,6 +270,57 @@ mod tests {
         assert!(TaskTitle::parse(&format!(" {} ", "a".repeat(201))).is_err());
         assert!(TaskTitle::parse(&format!("  {}  ", "a".repeat(200))).is_ok());
         assert!(TaskTitle::parse(" \t\n").is_err());
+    }
+
+    #[test]
+    fn title_with_control_characters_is_rejected_wherever_they_are() {
+        for raw in [
+            "a\u{0}b",
+            "tab\there",
+            "trailing newline\n",
+            "\r\nleading",
+            "del\u{7f}",
+            "c1\u{9f}",
+        ] {
+            let message = TaskTitle::parse(raw).unwrap_err();
+            assert!(message.contains("control characters"), "{raw:?}: {message}");
+        }
+        assert_eq!(
+            TaskTitle::parse("ab\u{85}").unwrap_err(),
+            "must not contain control characters (U+0085 at character 3)"
+        );
+        // White space that is not a control character is trimmed as before.
+        assert_eq!(
+            TaskTitle::parse("\u{a0}\u{3000} hi \u{2028}")
+                .unwrap()
+                .as_str(),
+            "hi"
+        );
+    }
+
+    #[test]
+    fn request_schemas_state_the_limits_the_parsers_enforce() {
+        use utoipa::PartialSchema;
+        let schema = |s: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+            serde_json::to_value(s).expect("schemas serialise")
+        };
+        let pattern = schema(TaskTitle::schema())["pattern"]
+            .as_str()
+            .expect("the title has a pattern")
+            .to_owned();
+        // First and last character outside the repetition: 1 + 198 + 1.
+        assert!(pattern.contains(&format!("{{0,{}}}", TITLE_MAX_CHARS - 2)));
+        for request in [
+            schema(CreateTaskRequest::schema()),
+            schema(UpdateTaskRequest::schema()),
+        ] {
+            assert_eq!(request["additionalProperties"], false);
+            assert_eq!(
+                request["properties"]["description"]["maxLength"],
+                DESCRIPTION_MAX_CHARS
+            );
+            assert_eq!(request["properties"]["done"]["type"], "boolean");
+        }
     }
 
     #[test]

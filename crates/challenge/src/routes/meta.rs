@@ -4,19 +4,21 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use crate::build_info::BUILD;
+use crate::error::Problem;
 use crate::telemetry;
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/metrics", get(metrics))
-        .route("/version", get(version))
-        .route("/openapi.json", get(openapi))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(version))
+        .routes(routes!(openapi))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -52,17 +54,15 @@ pub async fn version() -> Json<VersionInfo> {
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This document (OpenAPI 3.1)")))]
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+pub async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(super::openapi())
 }
 
+/// What the document says besides its paths, which the routers add as they register handlers.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "challenge", description = "Tasks API of infra-challenge"),
-    paths(
-        super::tasks::list, super::tasks::create, super::tasks::read, super::tasks::update,
-        super::tasks::remove, super::health::healthz, super::health::readyz, metrics, version, openapi
-    ),
+    components(schemas(Problem)),
     tags((name = "tasks", description = "Task resource"), (name = "operations", description = "Probes, metrics, metadata"))
 )]
 pub struct ApiDoc;

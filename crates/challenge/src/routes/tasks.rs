@@ -1,22 +1,25 @@
 //! `/api/tasks`: create, list (keyset pagination), read, update, delete.
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::problems::{BodyProblems, NoSuchTask, ServerProblems};
 use super::{AppState, JsonObject};
 use crate::error::{ApiError, Problem};
 use crate::task::{CreateTaskRequest, NewTask, Task, TaskPatch, UpdateTaskRequest};
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/tasks", get(list).post(create))
-        .route("/api/tasks/{id}", get(read).patch(update).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, remove))
 }
 
 const DEFAULT_LIMIT: u16 = 20;
@@ -27,10 +30,18 @@ const MAX_LIMIT: u16 = 100;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20, nullable = false)]
     limit: Option<u16>,
     /// Cursor: the `next` value of the previous page.
+    #[param(
+        format = "uint64",
+        minimum = 0,
+        maximum = 18446744073709551615u64,
+        nullable = false
+    )]
     after: Option<u64>,
     /// Only tasks with this completion state.
+    #[param(nullable = false)]
     done: Option<bool>,
 }
 
@@ -38,14 +49,35 @@ pub struct ListParams {
 pub struct TaskPage {
     items: Vec<Task>,
     /// Pass as `after` to get the next page; null on the last page.
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615u64)]
     next: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListParams),
+/// The `{id}` of a task's path, any unsigned 64-bit integer. It is taken from the request head, so
+/// a malformed id is answered with 400 before the body is read (and before its content type is
+/// judged).
+#[derive(Clone, Copy, Debug, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct TaskId(
+    /// Task id.
+    #[param(format = "uint64", minimum = 0, maximum = 18446744073709551615u64)]
+    u64,
+);
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<u64>::from_request_parts(parts, state).await?;
+        Ok(Self(id))
+    }
+}
+
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", operation_id = "listTasks", params(ListParams),
     responses(
         (status = 200, description = "A page of tasks, ordered by id", body = TaskPage),
         (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ServerProblems,
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -69,14 +101,14 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = CreateTaskRequest,
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", operation_id = "createTask",
+    request_body = CreateTaskRequest,
     responses(
-        (status = 201, description = "Created; `Location` names the new task", body = Task),
+        (status = 201, description = "Created; `Location` names the new task", body = Task,
+            headers(("Location" = String, description = "Path of the new task"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -96,19 +128,17 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks",
-    params(("id" = u64, Path, description = "Task id")),
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", operation_id = "getTask", params(TaskId),
     responses(
         (status = 200, description = "The task", body = Task),
-        (status = 400, description = "Id is not a number", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not an integer from 0 to 2^64-1", body = Problem, content_type = "application/problem+json"),
+        NoSuchTask,
+        ServerProblems,
     ))]
 pub async fn read(
     State(state): State<AppState>,
-    path: Result<Path<u64>, PathRejection>,
+    TaskId(id): TaskId,
 ) -> Result<Json<Task>, ApiError> {
-    let Path(id) = path?;
     state
         .store
         .get(id)
@@ -117,23 +147,20 @@ pub async fn read(
         .map_err(|e| ApiError::store(e, Some(id)))
 }
 
-#[utoipa::path(patch, path = "/api/tasks/{id}", tag = "tasks", request_body = UpdateTaskRequest,
-    params(("id" = u64, Path, description = "Task id")),
+#[utoipa::path(patch, path = "/api/tasks/{id}", tag = "tasks", operation_id = "updateTask", params(TaskId),
+    request_body = UpdateTaskRequest,
     responses(
         (status = 200, description = "The updated task", body = Task),
-        (status = 400, description = "Malformed JSON or id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not an integer from 0 to 2^64-1, or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        NoSuchTask,
+        BodyProblems,
+        ServerProblems,
     ))]
 pub async fn update(
     State(state): State<AppState>,
-    path: Result<Path<u64>, PathRejection>,
+    TaskId(id): TaskId,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Task>, ApiError> {
-    let Path(id) = path?;
     let patch = TaskPatch::from_json(&body).map_err(ApiError::Validation)?;
     state
         .store
@@ -143,19 +170,17 @@ pub async fn update(
         .map_err(|e| ApiError::store(e, Some(id)))
 }
 
-#[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks",
-    params(("id" = u64, Path, description = "Task id")),
+#[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", operation_id = "deleteTask", params(TaskId),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Id is not a number", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not an integer from 0 to 2^64-1", body = Problem, content_type = "application/problem+json"),
+        NoSuchTask,
+        ServerProblems,
     ))]
 pub async fn remove(
     State(state): State<AppState>,
-    path: Result<Path<u64>, PathRejection>,
+    TaskId(id): TaskId,
 ) -> Result<StatusCode, ApiError> {
-    let Path(id) = path?;
     state
         .store
         .delete(id)
