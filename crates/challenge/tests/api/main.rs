@@ -8,4 +8,5 @@ mod migrations;
 mod operations;
 mod outage;
 mod shutdown;
+mod strict;
 mod tasks;
