@@ -26,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::HttpSettings;
@@ -40,6 +40,7 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) -> Draining {
     let graceful = GracefulShutdown::new();
+    let (closing, closing_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(
         usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
     ));
@@ -69,7 +70,13 @@ pub async fn serve(
         };
         // Responses are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
-        let connection = serve_connection(stream, app.clone(), limits, graceful.watcher());
+        let connection = serve_connection(
+            stream,
+            app.clone(),
+            limits,
+            graceful.watcher(),
+            closing_rx.clone(),
+        );
         let open = open.clone();
         tokio::spawn(async move {
             open.increment(1.0);
@@ -79,17 +86,19 @@ pub async fn serve(
         });
     }
     drop(listener);
-    Draining { graceful }
+    Draining { graceful, closing }
 }
 
 /// Connections still finishing after the listener closed.
 pub struct Draining {
     graceful: GracefulShutdown,
+    closing: watch::Sender<bool>,
 }
 
 impl Draining {
-    /// Resolves when every connection has closed.
+    /// Asks every connection to finish and resolves when the last one has closed.
     pub async fn finished(self) {
+        self.closing.send_replace(true);
         self.graceful.shutdown().await;
     }
 }
@@ -110,6 +119,9 @@ struct Activity {
     born: Instant,
     phase: AtomicU8,
     since_ms: AtomicU64,
+    served: AtomicU64,
+    /// Wakes the watchdog on every phase change (a permit is kept when it is not waiting).
+    changed: Notify,
 }
 
 impl Activity {
@@ -118,13 +130,27 @@ impl Activity {
             born: Instant::now(),
             phase: AtomicU8::new(Phase::Idle as u8),
             since_ms: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            changed: Notify::new(),
         }
+    }
+
+    fn request_done(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.enter(Phase::Idle);
+    }
+
+    /// Still receiving the head of its first request: nothing was ever written on this
+    /// connection, so closing it cannot cut a response short.
+    fn receiving_first_request(&self) -> bool {
+        self.phase() == Phase::ReadingHead && self.served.load(Ordering::Relaxed) == 0
     }
 
     fn enter(&self, phase: Phase) {
         let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.since_ms.store(now, Ordering::Relaxed);
         self.phase.store(phase as u8, Ordering::Release);
+        self.changed.notify_one();
     }
 
     fn phase(&self) -> Phase {
@@ -154,7 +180,13 @@ fn allowance(phase: Phase, limits: &HttpSettings) -> Option<Duration> {
 
 /// One connection: hyper's HTTP/1.1 state machine, and a watchdog that drops the connection when
 /// it overstays its phase's allowance.
-async fn serve_connection(stream: TcpStream, app: Router, limits: HttpSettings, shutdown: Watcher) {
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    limits: HttpSettings,
+    shutdown: Watcher,
+    closing: watch::Receiver<bool>,
+) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -172,7 +204,7 @@ async fn serve_connection(stream: TcpStream, app: Router, limits: HttpSettings, 
     // with a request in flight answers it with `Connection: close`, then closes.
     let connection = shutdown.watch(builder.serve_connection(io, service));
     tokio::pin!(connection);
-    let watchdog = watchdog(&activity, &limits);
+    let watchdog = watchdog(&activity, &limits, closing);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(err) = result {
@@ -185,19 +217,37 @@ async fn serve_connection(stream: TcpStream, app: Router, limits: HttpSettings, 
     }
 }
 
-/// Resolves with the phase a connection overstayed.
-async fn watchdog(activity: &Activity, limits: &HttpSettings) -> Phase {
+/// Resolves with the phase a connection overstayed, or at shutdown when the connection is still
+/// receiving its first request (hyper's graceful shutdown closes idle connections, but would wait
+/// for such a client to finish its request, however slowly it sends).
+async fn watchdog(
+    activity: &Activity,
+    limits: &HttpSettings,
+    mut closing: watch::Receiver<bool>,
+) -> Phase {
     loop {
         let phase = activity.phase();
+        if *closing.borrow() && activity.receiving_first_request() {
+            return phase;
+        }
         let wait = match allowance(phase, limits) {
             Some(allowed) => match allowed.checked_sub(activity.elapsed()) {
                 Some(left) if !left.is_zero() => left,
                 _ => return phase,
             },
-            // Look again later: the phase changes when the response is done.
-            None => limits.header_timeout.min(limits.idle_timeout),
+            // Until the phase changes.
+            None => Duration::from_secs(24 * 60 * 60),
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = activity.changed.notified() => {}
+            changed = closing.changed() => {
+                // The sender lives until every connection is gone; without it, stop watching.
+                if changed.is_err() {
+                    return phase;
+                }
+            }
+        }
     }
 }
 
@@ -271,7 +321,7 @@ impl hyper::service::Service<Request<Incoming>> for PhaseService {
         Box::pin(async move {
             let response = app.oneshot(request).await;
             // The response body is written after this; the bodies here are small and complete.
-            activity.enter(Phase::Idle);
+            activity.request_done();
             response
         })
     }

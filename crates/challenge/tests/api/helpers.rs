@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use challenge::config::{Config, DatabaseSettings, HttpSettings, LogFormat};
 use challenge::health::Health;
-use challenge::startup::{Application, StartOptions};
+use challenge::startup::{Application, StartOptions, StartupError};
 use percent_encoding::percent_decode_str;
 use secrecy::SecretString;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{ConnectOptions, Connection};
+use tokio::task::JoinHandle;
 
 /// The server named by `TEST_DATABASE_URL`; fails loudly when it is missing.
 pub fn server_settings() -> DatabaseSettings {
@@ -163,6 +164,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    let (app, _running) = start_app(customise, std::future::pending()).await;
+    wait_ready(&app).await;
+    app
+}
+
+/// A fresh database and the real application, without waiting for it to be ready. It stops when
+/// `shutdown` resolves; the handle tells how `run_until_stopped` ended.
+pub async fn start_app(
+    customise: impl FnOnce(&mut Config),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, JoinHandle<Result<(), StartupError>>) {
     let settings = fresh_database().await;
     let mut config = test_config(settings.clone());
     customise(&mut config);
@@ -178,15 +190,14 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     .expect("build application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let health = app.health();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let running = tokio::spawn(app.run_until_stopped(shutdown));
     let test_app = TestApp {
         address,
         client: reqwest::Client::new(),
         settings,
         health,
     };
-    wait_ready(&test_app).await;
-    test_app
+    (test_app, running)
 }
 
 pub async fn wait_ready(app: &TestApp) {

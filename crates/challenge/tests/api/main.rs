@@ -2,11 +2,14 @@
 //! They need a MySQL-compatible server: `TEST_DATABASE_URL` (see `cargo xtask test`).
 
 mod cli;
+mod connections;
+mod credentials;
 mod helpers;
 mod hostile;
 mod migrations;
 mod operations;
 mod outage;
+mod raw_http;
 mod shutdown;
 mod strict;
 mod tasks;

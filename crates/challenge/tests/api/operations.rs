@@ -122,3 +122,31 @@ async fn request_id_is_echoed_or_generated() {
         36
     );
 }
+
+#[tokio::test]
+async fn thousands_of_invented_methods_add_no_metric_series() {
+    let app = spawn_app().await;
+    for i in 0..2000 {
+        let method = reqwest::Method::from_bytes(format!("FOOBAR{i}").as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method, app.url("/api/tasks/1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405);
+    }
+    let exposition = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !exposition.contains("FOOBAR"),
+        "a client-chosen method became a label"
+    );
+    assert!(exposition.contains("http_request_method=\"_OTHER\""));
+    // The metrics recorder is process-wide: other tests' requests are in it too, yet every method
+    // label comes from the nine standard methods and _OTHER.
+    let methods: std::collections::BTreeSet<&str> = exposition
+        .match_indices("http_request_method=\"")
+        .filter_map(|(at, key)| exposition[at + key.len()..].split('"').next())
+        .collect();
+    assert!(methods.len() <= 10, "{methods:?}");
+}
