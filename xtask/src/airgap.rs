@@ -3,9 +3,11 @@
 //!
 //! Machines without a container registry still build the image and run the Compose stack: the engine is
 //! seeded with a Debian base, a Rust builder and a distroless-like runtime under the names the
-//! `Dockerfile` uses (read from its `ARG` defaults, so the names live in one place), and with a
-//! MariaDB 10.11 database stand-in under an honest local name ([`DB_STANDIN`]), passed to Compose and
-//! the tests as `DB_IMAGE`.
+//! `Dockerfile` uses (read from its `ARG` defaults, so the names live in one place), and with stand-ins
+//! under honest local names built from Debian packages by a Dockerfile each under `xtask/airgap/`
+//! ([`STANDINS`]): MariaDB 10.11 for the database (passed to Compose and the tests as `DB_IMAGE`), and
+//! Prometheus and Alertmanager for the Compose `observability` profile (`PROMETHEUS_IMAGE`,
+//! `ALERTMANAGER_IMAGE`).
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,41 @@ use crate::util;
 pub const DB_STANDIN: &str = "infra-challenge/mariadb:10.11";
 /// The database image users run (docs/ARCHITECTURE.md, "Names"), pulled where a registry answers.
 pub const DB_UPSTREAM: &str = "mysql:8.4";
+/// The monitoring stand-ins' names: what `PROMETHEUS_IMAGE` and `ALERTMANAGER_IMAGE` are set to where the
+/// upstream images (deploy/compose/compose.yaml's defaults) cannot be pulled.
+pub const PROMETHEUS_STANDIN: &str = "infra-challenge/prometheus:2.42";
+pub const ALERTMANAGER_STANDIN: &str = "infra-challenge/alertmanager:0.25";
+const PROMETHEUS_UPSTREAM: &str = "prom/prometheus:v2.53.0";
+const ALERTMANAGER_UPSTREAM: &str = "prom/alertmanager:v0.27.0";
+
+/// An image built by `docker build` from a Dockerfile under `xtask/airgap/` on top of [`DEBIAN_IMAGE`].
+struct StandIn {
+    /// The local name it is tagged with.
+    image: &'static str,
+    /// The image it stands in for.
+    upstream: &'static str,
+    /// Its build context, relative to the repository root.
+    context: &'static str,
+}
+
+/// Every Dockerfile stand-in, the database's first.
+const STANDINS: [StandIn; 3] = [
+    StandIn {
+        image: DB_STANDIN,
+        upstream: DB_UPSTREAM,
+        context: "xtask/airgap/mariadb",
+    },
+    StandIn {
+        image: PROMETHEUS_STANDIN,
+        upstream: PROMETHEUS_UPSTREAM,
+        context: "xtask/airgap/prometheus",
+    },
+    StandIn {
+        image: ALERTMANAGER_STANDIN,
+        upstream: ALERTMANAGER_UPSTREAM,
+        context: "xtask/airgap/alertmanager",
+    },
+];
 /// The Debian base the database stand-in is built on (its Dockerfile's `BASE_IMAGE` default).
 const DEBIAN_IMAGE: &str = "debian:bookworm-slim";
 const SUITE: &str = "bookworm";
@@ -77,22 +114,26 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
         debian: wanted(DEBIAN_IMAGE),
         builder: wanted(&base.builder),
         runtime: wanted(&base.runtime),
-        db: wanted(DB_STANDIN),
+        standins: STANDINS.iter().filter(|s| wanted(s.image)).collect(),
     };
     build(sh, &base, &plan)?;
-    report(
-        sh,
-        &[
-            (DEBIAN_IMAGE, plan.debian),
-            (&base.builder, plan.builder),
-            (&base.runtime, plan.runtime),
-            (DB_STANDIN, plan.db),
-        ],
-    )
+    let mut images = vec![
+        (DEBIAN_IMAGE, plan.debian),
+        (base.builder.as_str(), plan.builder),
+        (base.runtime.as_str(), plan.runtime),
+    ];
+    images.extend(
+        STANDINS
+            .iter()
+            .map(|s| (s.image, plan.standins.iter().any(|p| p.image == s.image))),
+    );
+    report(sh, &images)
 }
 
-/// Makes sure the base images and a database image exist, seeding stand-ins when no registry answers.
-/// Returns the database image to use (`DB_IMAGE` when set, else `mysql:8.4` or the stand-in).
+/// Makes sure the base images, a database image and the monitoring images exist, seeding stand-ins when
+/// no registry answers. Returns the database image to use (`DB_IMAGE` when set, else `mysql:8.4` or the
+/// stand-in); the monitoring images are found by the tests themselves (the upstream one when present,
+/// else the stand-in).
 pub fn ensure_images(sh: &Shell) -> anyhow::Result<String> {
     require_docker(sh)?;
     let base = BaseImages::from_dockerfile()?;
@@ -122,13 +163,25 @@ pub fn ensure_images(sh: &Shell) -> anyhow::Result<String> {
         );
     }
     missing.retain(|image| *image == DB_STANDIN || !registry_answers(sh, image));
+    // Prometheus and Alertmanager: the upstream image or the stand-in, whichever is here or can be had.
+    for standin in &STANDINS[1..] {
+        if !image_exists(sh, standin.upstream)
+            && !image_exists(sh, standin.image)
+            && !registry_answers(sh, standin.upstream)
+        {
+            missing.push(standin.image);
+        }
+    }
     if !missing.is_empty() {
         util::step(&format!("seeding stand-ins for {}", missing.join(", ")));
         let plan = Plan {
             debian: !image_exists(sh, DEBIAN_IMAGE),
             builder: missing.contains(&base.builder.as_str()),
             runtime: missing.contains(&base.runtime.as_str()),
-            db: missing.contains(&DB_STANDIN),
+            standins: STANDINS
+                .iter()
+                .filter(|s| missing.contains(&s.image))
+                .collect(),
         };
         build(sh, &base, &plan)?;
     }
@@ -167,21 +220,22 @@ fn registry_answers(sh: &Shell, image: &str) -> bool {
         .is_ok()
 }
 
-struct Plan {
+struct Plan<'a> {
     debian: bool,
     builder: bool,
     runtime: bool,
-    db: bool,
+    /// The Dockerfile stand-ins to build.
+    standins: Vec<&'a StandIn>,
 }
 
 fn build(sh: &Shell, base: &BaseImages, plan: &Plan) -> anyhow::Result<()> {
-    let needs_root =
-        plan.debian || plan.builder || plan.runtime || (plan.db && !image_exists(sh, DEBIAN_IMAGE));
-    if needs_root {
+    // The Dockerfile stand-ins build on the Debian image: import it first when it is missing.
+    let debian = plan.debian || (!plan.standins.is_empty() && !image_exists(sh, DEBIAN_IMAGE));
+    if debian || plan.builder || plan.runtime {
         let work = WorkDir::create()?;
         let root = work.path.join("root");
         debootstrap(sh, &root)?;
-        if plan.debian || (plan.db && !image_exists(sh, DEBIAN_IMAGE)) {
+        if debian {
             import(
                 sh,
                 &root,
@@ -220,14 +274,19 @@ fn build(sh: &Shell, base: &BaseImages, plan: &Plan) -> anyhow::Result<()> {
             }
         }
     }
-    if plan.db {
-        util::step(&format!("docker build {DB_STANDIN}"));
-        let dir = util::project_root().join("xtask/airgap/mariadb");
+    for standin in &plan.standins {
+        let image = standin.image;
+        util::step(&format!(
+            "docker build {image} (stands in for {})",
+            standin.upstream
+        ));
+        let dir = util::project_root().join(standin.context);
         cmd!(
             sh,
-            "docker build --build-arg BASE_IMAGE={DEBIAN_IMAGE} --tag {DB_STANDIN} {dir}"
+            "docker build --build-arg BASE_IMAGE={DEBIAN_IMAGE} --tag {image} {dir}"
         )
-        .run()?;
+        .run()
+        .with_context(|| format!("building {image}"))?;
     }
     Ok(())
 }
