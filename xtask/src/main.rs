@@ -8,6 +8,7 @@ mod containers;
 mod image_version;
 mod manifests;
 mod pytools;
+mod schemathesis;
 mod test;
 mod testdb;
 mod util;

@@ -1,5 +1,5 @@
-//! The Python tools the checks run (kubernetes-validate, checkov, yamllint, hadolint), pinned in
-//! `xtask/requirements.txt` and installed into `<root>/.venv`.
+//! The Python tools the checks run (kubernetes-validate, checkov, yamllint, hadolint, schemathesis),
+//! pinned in `xtask/requirements.txt` and installed into `<root>/.venv`.
 //!
 //! The virtualenv is created on first use and rebuilt only when `requirements.txt` changes: a copy
 //! of the file it was installed from is kept inside it as a stamp, and compared byte for byte. The
@@ -45,7 +45,7 @@ pub fn ensure(sh: &Shell) -> anyhow::Result<PathBuf> {
 }
 
 /// The path of one tool installed in the virtualenv (`hadolint`, `checkov`, `yamllint`,
-/// `kubernetes-validate`, `python`), installing the tools first if needed.
+/// `kubernetes-validate`, `st` for schemathesis, `python`), installing the tools first if needed.
 pub fn tool(sh: &Shell, name: &str) -> anyhow::Result<PathBuf> {
     let path = ensure(sh)?.join(name);
     anyhow::ensure!(

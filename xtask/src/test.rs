@@ -16,12 +16,15 @@ pub struct Args {
 enum Suite {
     /// rustfmt, clippy (warnings are errors), the image's default version, unused dependencies.
     Lint,
-    /// Unit and integration tests of every crate, against a real MySQL-compatible server.
+    /// Unit and integration tests of every crate, against a real MySQL-compatible server, then
+    /// schemathesis against the running service.
     Rust,
     /// The image, the Compose stack and the deployer end to end, on the local Docker engine.
     Containers,
     /// Kubernetes manifest checks.
     Manifests,
+    /// Only the schemathesis run of the rust suite (not in the default list: rust runs it).
+    Schemathesis,
 }
 
 const ALL: [Suite; 4] = [
@@ -43,6 +46,7 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
             Suite::Rust => rust(sh)?,
             Suite::Containers => containers::run(sh)?,
             Suite::Manifests => manifests::check(sh)?,
+            Suite::Schemathesis => crate::schemathesis::run(sh, testdb::provide(sh)?.url())?,
         }
     }
     eprintln!("\nall requested suites passed");
@@ -85,5 +89,6 @@ fn rust(sh: &Shell) -> anyhow::Result<()> {
     util::step("cargo test --workspace --exclude e2e");
     let _env = sh.push_env("TEST_DATABASE_URL", db.url());
     cmd!(sh, "cargo test --workspace --exclude e2e --no-fail-fast").run()?;
+    crate::schemathesis::run(sh, db.url())?;
     Ok(())
 }
