@@ -1,0 +1,248 @@
+//! The Compose `observability` profile: db, app, Prometheus and Alertmanager from
+//! `deploy/compose/compose.yaml` (Grafana has no stand-in, so it is left out where its image cannot be
+//! pulled). Prometheus must scrape the service, load the rules and find Alertmanager.
+//!
+//! The monitoring images are `PROMETHEUS_IMAGE` and `ALERTMANAGER_IMAGE` when set, else the upstream
+//! images when the engine has them, else the stand-ins `cargo xtask airgap-images` builds.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use e2e::{
+    ComposeProject, app_image, compose_command, db_image, free_port, http, inspect, project_root,
+    run, wait_for_200, wait_for_health,
+};
+use serde_json::Value;
+
+const PROFILE_SERVICES: [&str; 4] = ["db", "app", "prometheus", "alertmanager"];
+
+#[test]
+fn observability_profile_scrapes_the_app_loads_the_rules_and_reaches_alertmanager() {
+    let project = ComposeProject::new("obs-secret-0001", "obs-root-0001");
+    let profile = Profile::new(&project);
+    profile.run(&[
+        "up",
+        "-d",
+        PROFILE_SERVICES[0],
+        PROFILE_SERVICES[1],
+        PROFILE_SERVICES[2],
+        PROFILE_SERVICES[3],
+    ]);
+    let app = profile.container("app");
+    let prometheus = profile.container("prometheus");
+    let alertmanager = profile.container("alertmanager");
+    wait_for_health(&app, "healthy", Duration::from_secs(180));
+    wait_for_health(&prometheus, "healthy", Duration::from_secs(90));
+    wait_for_health(&alertmanager, "healthy", Duration::from_secs(90));
+
+    // Hardened like the rest of the stack.
+    for container in [&prometheus, &alertmanager] {
+        assert_eq!(inspect(container, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+        assert_eq!(inspect(container, "{{.Config.User}}"), "65534:65534");
+        assert_eq!(inspect(container, "{{.HostConfig.CapDrop}}"), "[ALL]");
+    }
+
+    let agent = http();
+    let get = |url: String| -> Value {
+        let mut response = agent
+            .get(&url)
+            .call()
+            .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+        assert_eq!(response.status(), 200, "GET {url}");
+        response.body_mut().read_json().expect("JSON")
+    };
+
+    // The `challenge` target is up (the first scrape comes within one 15 s interval), labelled env=local.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let target = loop {
+        let targets = get(profile.prometheus("/api/v1/targets?state=active"));
+        let found = targets["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["labels"]["job"] == "challenge")
+            .cloned();
+        if let Some(target) = found.filter(|t| t["health"] == "up") {
+            break target;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the `challenge` target is not up after 60 s: {targets:#}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(target["labels"]["instance"], "app:8000");
+    assert_eq!(target["labels"]["env"], "local");
+
+    // Both rule files loaded, and no rule fails to evaluate.
+    let rules = get(profile.prometheus("/api/v1/rules"));
+    let groups = rules["data"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for file in [
+        "/etc/prometheus/rules/recording.yml",
+        "/etc/prometheus/rules/alerts.yml",
+    ] {
+        assert!(
+            groups.iter().any(|g| g["file"] == file),
+            "Prometheus did not load {file}: {rules:#}"
+        );
+    }
+    for group in &groups {
+        for rule in group["rules"].as_array().into_iter().flatten() {
+            assert_ne!(
+                rule["health"], "err",
+                "rule {} fails: {}",
+                rule["name"], rule["lastError"]
+            );
+        }
+    }
+
+    // Alerts go to the profile's Alertmanager, which is ready and has the repository's configuration.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alertmanagers = get(profile.prometheus("/api/v1/alertmanagers"));
+        let active = alertmanagers["data"]["activeAlertmanagers"].to_string();
+        if active.contains("alertmanager:9093") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus does not send to alertmanager:9093: {alertmanagers:#}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    wait_for_200(&profile.alertmanager("/-/ready"), Duration::from_secs(30));
+    let status = get(profile.alertmanager("/api/v2/status"));
+    let loaded = status["config"]["original"].as_str().unwrap_or_default();
+    let ours = std::fs::read_to_string(
+        project_root().join("deploy/monitoring/alertmanager/alertmanager.yml"),
+    )
+    .expect("reading alertmanager.yml");
+    let first_receiver = ours
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("- name:"))
+        .map(|name| name.trim().trim_matches(['"', '\'']).to_owned())
+        .expect("alertmanager.yml names a receiver");
+    assert!(
+        loaded.contains(&first_receiver),
+        "Alertmanager runs another configuration than deploy/monitoring/alertmanager/alertmanager.yml:\n{loaded}"
+    );
+}
+
+/// The profile's services of `project`, with the monitoring images and their ports; `down -v` (profile
+/// included, so its containers and volumes go too) when dropped, before the project's own guard.
+struct Profile<'a> {
+    project: &'a ComposeProject,
+    env: Vec<(&'static str, String)>,
+    prometheus_port: u16,
+    alertmanager_port: u16,
+}
+
+impl<'a> Profile<'a> {
+    fn new(project: &'a ComposeProject) -> Self {
+        let (image, tag) = app_image()
+            .rsplit_once(':')
+            .map(|(image, tag)| (image.to_owned(), tag.to_owned()))
+            .expect("E2E_APP_IMAGE is `repository:tag`");
+        let (prometheus_port, alertmanager_port) = (free_port(), free_port());
+        let env = vec![
+            ("APP_IMAGE", image),
+            ("APP_VERSION", tag),
+            ("DB_IMAGE", db_image()),
+            ("APP_PORT", project.port.to_string()),
+            ("SECRETS_DIR", project.secrets.path().display().to_string()),
+            (
+                "PROMETHEUS_IMAGE",
+                monitoring_image(
+                    "PROMETHEUS_IMAGE",
+                    "prom/prometheus:v2.53.0",
+                    "infra-challenge/prometheus:2.42",
+                ),
+            ),
+            (
+                "ALERTMANAGER_IMAGE",
+                monitoring_image(
+                    "ALERTMANAGER_IMAGE",
+                    "prom/alertmanager:v0.27.0",
+                    "infra-challenge/alertmanager:0.25",
+                ),
+            ),
+            ("PROMETHEUS_PORT", prometheus_port.to_string()),
+            ("ALERTMANAGER_PORT", alertmanager_port.to_string()),
+        ];
+        Self {
+            project,
+            env,
+            prometheus_port,
+            alertmanager_port,
+        }
+    }
+
+    fn try_run(&self, args: &[&str]) -> Output {
+        let file = project_root().join("deploy/compose/compose.yaml");
+        let command = compose_command();
+        Command::new(&command[0])
+            .args(&command[1..])
+            .args(["-p", &self.project.name, "-f"])
+            .arg(file)
+            .args(["--profile", "observability"])
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"))
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.try_run(args);
+        assert!(
+            out.status.success(),
+            "compose --profile observability {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn container(&self, service: &str) -> String {
+        self.run(&["ps", "-q", service])
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("no container for `{service}`"))
+            .to_owned()
+    }
+
+    fn prometheus(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.prometheus_port)
+    }
+
+    fn alertmanager(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.alertmanager_port)
+    }
+}
+
+impl Drop for Profile<'_> {
+    fn drop(&mut self) {
+        let _ = self.try_run(&["down", "-v", "--remove-orphans", "--timeout", "5"]);
+    }
+}
+
+/// `variable` when set, else `upstream` when the engine has it, else the stand-in.
+fn monitoring_image(variable: &str, upstream: &str, standin: &str) -> String {
+    if let Ok(image) = std::env::var(variable)
+        && !image.trim().is_empty()
+    {
+        return image;
+    }
+    let present = |image: &str| run("docker", &["image", "inspect", image]).status.success();
+    if present(upstream) {
+        return upstream.to_owned();
+    }
+    assert!(
+        present(standin),
+        "neither {upstream} nor its stand-in {standin} is in the local engine: pull it, or run \
+         `cargo xtask airgap-images`, or set {variable}"
+    );
+    standin.to_owned()
+}
