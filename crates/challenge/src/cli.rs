@@ -79,15 +79,25 @@ fn with_config(run: impl FnOnce(Config) -> anyhow::Result<()>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logging(config.log_format);
-    match run(config) {
+    let traces = match telemetry::init(config.log_format, config.export_traces) {
+        Ok(traces) => traces,
+        Err(err) => {
+            eprintln!("challenge: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "exiting");
             eprintln!("challenge: {err:#}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
+    code
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -80,6 +80,8 @@ pub struct Config {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub log_format: LogFormat,
+    /// Export traces over OTLP (an endpoint is set and the SDK is not disabled).
+    pub export_traces: bool,
     pub seed_count: u32,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -136,6 +138,7 @@ impl Config {
             database,
             http,
             log_format: parse_log_format(var("LOG_FORMAT"))?,
+            export_traces: parse_trace_export(&var)?,
             seed_count: parse_range("SEED_COUNT", var("SEED_COUNT"), 100, 0..=1_000_000)?,
             shutdown_delay: parse_duration(
                 "SHUTDOWN_DELAY",
@@ -235,6 +238,44 @@ fn parse_positive_duration(
     }
 }
 
+/// Whether to export traces, from the standard OpenTelemetry variables. The exporter reads the
+/// rest of them itself; what it would only complain about later is checked here, at start.
+fn parse_trace_export(var: &impl Fn(&'static str) -> Option<String>) -> Result<bool, ConfigError> {
+    if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Ok(false);
+    }
+    let endpoint = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .into_iter()
+    .find_map(|name| var(name).map(|value| (name, value)));
+    let Some((name, url)) = endpoint else {
+        return Ok(false);
+    };
+    if !url.trim().starts_with("http://") {
+        return Err(ConfigError::new(
+            name,
+            &url,
+            "expected the http:// URL of an OTLP/HTTP receiver such as http://otel-collector:4318 \
+             (https is not supported: export to a nearby collector, which forwards over TLS)",
+        ));
+    }
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(protocol) = var(name).filter(|p| p.trim() != "http/protobuf") {
+            return Err(ConfigError::new(
+                name,
+                &protocol,
+                "expected http/protobuf (the OTLP protocol this build exports with)",
+            ));
+        }
+    }
+    Ok(true)
+}
+
 fn parse_log_format(value: Option<String>) -> Result<LogFormat, ConfigError> {
     match value.as_deref().map(str::trim) {
         None | Some("json") => Ok(LogFormat::Json),
@@ -297,6 +338,27 @@ mod tests {
         assert_eq!(c.http.header_timeout, Duration::from_secs(10));
         assert_eq!(c.http.idle_timeout, Duration::from_secs(75));
         assert_eq!(c.http.max_connections, 1024);
+    }
+
+    #[test]
+    fn traces_are_exported_only_to_an_http_otlp_endpoint() {
+        assert!(!config(&[]).unwrap().export_traces);
+        let on = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]).unwrap();
+        assert!(on.export_traces);
+        let disabled = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ])
+        .unwrap();
+        assert!(!disabled.export_traces);
+        let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://x:4318")]).unwrap_err();
+        assert_eq!(err.variable(), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let err = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable(), "OTEL_EXPORTER_OTLP_PROTOCOL");
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod startup;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+pub mod traces;

@@ -7,10 +7,12 @@ use sqlx::Connection;
 use sqlx::mysql::MySqlConnection;
 use sqlx::types::time::PrimitiveDateTime;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::outage::Outage;
 use crate::pool::{Pool, PoolError, PoolStatus};
 use crate::task::{NewTask, Task, TaskPatch};
+use crate::traces;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -119,12 +121,15 @@ impl TaskStore {
 
     /// Runs `work` on a pooled connection, bounded by the database timeout as a whole (waiting for
     /// a connection included), and records how long it took.
+    /// `operation` names the statement kind (`SELECT`, ...) for the call's trace span.
     async fn bounded<T>(
         &self,
+        operation: &'static str,
         work: impl AsyncFnOnce(&mut MySqlConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, self.pool.run(work)).await;
+        let call = self.pool.run(work).instrument(traces::db_span(operation));
+        let outcome = tokio::time::timeout(self.timeout, call).await;
         metrics::histogram!("db_client_operation_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         match outcome {
@@ -142,7 +147,7 @@ impl TaskStore {
         // One extra row tells whether a next page exists without a COUNT.
         let fetch = i64::from(limit) + 1;
         let rows: Vec<TaskRow> = self
-            .bounded(async |conn| match done {
+            .bounded("SELECT", async |conn| match done {
                 Some(done) => {
                     sqlx::query_as(select_tasks!(
                         "WHERE done = ? AND id > ? ORDER BY id LIMIT ?"
@@ -174,7 +179,7 @@ impl TaskStore {
 
     pub async fn get(&self, id: u64) -> Result<Task, StoreError> {
         let row: TaskRow = self
-            .bounded(async |conn| {
+            .bounded("SELECT", async |conn| {
                 sqlx::query_as(select_tasks!("WHERE id = ?"))
                     .bind(id)
                     .fetch_one(conn)
@@ -188,7 +193,7 @@ impl TaskStore {
         let now = now_utc();
         let description = new.description.as_ref().map(|d| d.as_str());
         let result = self
-            .bounded(async |conn| {
+            .bounded("INSERT", async |conn| {
                 sqlx::query(
                     "INSERT INTO tasks (title, description, done, created_at, updated_at) \
                      VALUES (?, ?, ?, ?, ?)",
@@ -213,7 +218,7 @@ impl TaskStore {
     }
 
     pub async fn update(&self, id: u64, patch: &TaskPatch) -> Result<Task, StoreError> {
-        self.bounded(async |conn| {
+        self.bounded("UPDATE", async |conn| {
             let mut tx = conn.begin().await?;
             let row: TaskRow = sqlx::query_as(select_tasks!("WHERE id = ? FOR UPDATE"))
                 .bind(id)
@@ -238,7 +243,7 @@ impl TaskStore {
 
     pub async fn delete(&self, id: u64) -> Result<(), StoreError> {
         let result = self
-            .bounded(async |conn| {
+            .bounded("DELETE", async |conn| {
                 sqlx::query("DELETE FROM tasks WHERE id = ?")
                     .bind(id)
                     .execute(conn)

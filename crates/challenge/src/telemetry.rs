@@ -8,30 +8,49 @@ use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::build_info::BUILD;
 use crate::config::LogFormat;
 use crate::pool::PoolStatus;
+use crate::traces::{self, TraceSetupError, Traces};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Installs the global log subscriber: JSON (default) or text on stdout, filtered by `RUST_LOG`.
-/// Safe to call more than once (later calls keep the first subscriber).
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let _ = match format {
-        LogFormat::Json => builder
+/// Installs the global subscriber: logs as JSON (default) or text on stdout, filtered by `RUST_LOG`,
+/// and, with `export_traces`, spans to the OTLP exporter (see [`crate::traces`]), whose handle is
+/// returned for a flush at exit. Safe to call more than once (later calls keep the first subscriber).
+pub fn init(format: LogFormat, export_traces: bool) -> Result<Option<Traces>, TraceSetupError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, fmt};
+
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let logs = match format {
+        LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+            .with_span_list(false)
+            .with_writer(std::io::stdout)
+            .boxed(),
+        LogFormat::Text => fmt::layer().with_writer(std::io::stdout).boxed(),
     };
+    let (traces, spans) = match export_traces {
+        true => {
+            let (traces, layer) = Traces::start()?;
+            (Some(traces), Some(layer))
+        }
+        false => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(spans)
+        .try_init();
+    Ok(traces)
 }
 
 /// The process-wide Prometheus recorder (a recorder is global, so it is installed once).
@@ -98,6 +117,11 @@ fn describe() {
         "Requests waiting for a pooled connection."
     );
     describe_gauge!(
+        "challenge_ready",
+        "1 when the last readiness check (/readyz) found the service ready, else 0."
+    );
+    process_collector().describe();
+    describe_gauge!(
         "challenge_build_info",
         "Build metadata of the running binary; always 1."
     );
@@ -116,7 +140,24 @@ pub fn spawn_metrics_upkeep(handle: PrometheusHandle) {
     });
 }
 
-pub fn record_pool_gauges(pool: PoolStatus) {
+/// Refreshes the gauges that are read rather than counted, right before a scrape renders them.
+pub fn before_scrape(pool: PoolStatus) {
+    record_pool_gauges(pool);
+    process_collector().collect();
+}
+
+/// The last readiness verdict, as `challenge_ready` (1 ready, 0 not), for alerting.
+pub fn record_readiness(ready: bool) {
+    metrics::gauge!("challenge_ready").set(if ready { 1.0 } else { 0.0 });
+}
+
+/// CPU seconds, resident memory, open and max fds, start time: the standard `process_*` metrics.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+fn record_pool_gauges(pool: PoolStatus) {
     let used = pool.open.saturating_sub(pool.idle);
     metrics::gauge!("db_client_connection_count", "state" => "idle").set(pool.idle as f64);
     metrics::gauge!("db_client_connection_count", "state" => "used").set(used as f64);
@@ -124,8 +165,9 @@ pub fn record_pool_gauges(pool: PoolStatus) {
     metrics::gauge!("db_client_connection_pending_requests").set(pool.waiting as f64);
 }
 
-/// Request id (accepted from `x-request-id` or generated, echoed back), trace id (from a W3C
-/// `traceparent` or generated), the request metrics, and one log line per request.
+/// Request id (accepted from `x-request-id` or generated, echoed back), trace id, the request
+/// metrics, the request's server span when traces are exported, and one log line per request
+/// (`debug` for the probes, whose callers poll every few seconds; `info` for the rest).
 pub async fn observe(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = req
@@ -135,12 +177,6 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trace_id = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(trace_id_of)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         req.headers_mut().insert(REQUEST_ID, value);
     }
@@ -153,14 +189,25 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let span = traces::server_span(req.headers(), method_label, &route, req.uri().path());
+    // The exported span's trace id when there is one; else the caller's `traceparent`, or new.
+    let trace_id = traces::trace_id(&span)
+        .or_else(|| {
+            req.headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(trace_id_of)
+        })
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
 
     let active =
         metrics::gauge!("http_server_active_requests", "http_request_method" => method_label);
     active.increment(1.0);
-    let mut response = next.run(req).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
     active.decrement(1.0);
 
     let status = response.status().as_u16();
+    traces::record_status(&span, status);
     let elapsed = started.elapsed();
     metrics::histogram!(
         "http_server_request_duration_seconds",
@@ -172,18 +219,23 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    tracing::info!(
-        target: "http",
-        method = %method,
-        route = %route,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        request_id = %request_id,
-        trace_id = %trace_id,
-        "request"
-    );
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    macro_rules! log_request {
+        ($level:ident) => {
+            tracing::$level!(target: "http", method = %method, route = %route, status, latency_ms,
+                request_id = %request_id, trace_id = %trace_id, "request")
+        };
+    }
+    if PROBES.contains(&route.as_str()) {
+        log_request!(debug);
+    } else {
+        log_request!(info);
+    }
     response
 }
+
+/// Routes polled by health checks and scrapers.
+const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// The `http.request.method` attribute of the OpenTelemetry HTTP conventions: the method when it is
 /// one of the nine standard ones, `_OTHER` for anything else a client may invent.

@@ -106,6 +106,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     } else {
         "unavailable"
     };
+    crate::telemetry::record_readiness(status == "ready");
     let code = if status == "ready" {
         StatusCode::OK
     } else {

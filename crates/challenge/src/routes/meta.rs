@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, description = "Prometheus text exposition format", body = String,
         content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    telemetry::record_pool_gauges(state.store.pool_status());
+    telemetry::before_scrape(state.store.pool_status());
     (
         [(
             header::CONTENT_TYPE,
@@ -53,7 +53,8 @@ pub async fn version() -> Json<VersionInfo> {
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "This document (OpenAPI 3.1)")))]
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object,
+        content_type = "application/json")))]
 pub async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     Json(super::openapi())
 }

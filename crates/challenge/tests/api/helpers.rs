@@ -60,6 +60,7 @@ pub fn test_config(database: DatabaseSettings) -> Config {
         database,
         http: HttpSettings::default(),
         log_format: LogFormat::Text,
+        export_traces: false,
         seed_count: 5,
         shutdown_delay: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(5),
@@ -232,4 +233,82 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
     );
     assert!(!body["detail"].as_str().unwrap_or_default().is_empty());
     body
+}
+
+/// The real `challenge` binary, serving a fresh database on a free port.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub settings: DatabaseSettings,
+}
+
+impl Binary {
+    /// Starts `challenge serve --migrate --seed` (one seeded task) with `env` added, and waits
+    /// until it is ready. Its stdout is piped when `capture_stdout`, else discarded.
+    pub async fn start(env: &[(&str, &str)], capture_stdout: bool) -> Self {
+        let settings = fresh_database().await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_challenge"))
+            .args(["serve", "--migrate", "--seed"])
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("DB_HOST", &settings.host)
+            .env("DB_PORT", settings.port.to_string())
+            .env("DB_DATABASE", &settings.database)
+            .env("DB_USERNAME", &settings.username)
+            .env(
+                "DB_PASSWORD",
+                secrecy::ExposeSecret::expose_secret(&settings.password),
+            )
+            .env("SEED_COUNT", "1")
+            .envs(env.iter().copied())
+            .stdout(if capture_stdout {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start challenge");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Self {
+                    child,
+                    base,
+                    settings,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server did not become ready");
+    }
+
+    /// Sends SIGTERM, as Docker and Kubernetes do.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("child pid").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits for the exit, at most `within`, and returns the exit code.
+    pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the process did not exit in time")
+            .expect("wait for the process")
+            .code()
+    }
 }

@@ -13,3 +13,4 @@ mod raw_http;
 mod shutdown;
 mod strict;
 mod tasks;
+mod traces;

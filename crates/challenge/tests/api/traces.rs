@@ -1,0 +1,200 @@
+//! Traces: the real binary exports spans over OTLP/HTTP to a real receiver (the collector's own
+//! protobuf messages, decoded here); with the receiver gone, requests and shutdown are unaffected.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message;
+use tokio::io::AsyncReadExt;
+
+use crate::helpers::Binary;
+
+/// An OTLP/HTTP trace receiver on a random port, keeping every span it is sent.
+struct Receiver {
+    endpoint: String,
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(spans.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { endpoint, spans }
+    }
+
+    /// Waits until a span named `name` arrives, and returns all spans received by then.
+    async fn wait_for(&self, name: &str) -> Vec<Span> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let spans = self.spans.lock().unwrap().clone();
+            if spans.iter().any(|s| s.name == name) {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no span named {name:?} was exported within 10 s");
+    }
+}
+
+async fn receive(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> &'static str {
+    let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf trace export");
+    let mut kept = spans.lock().unwrap();
+    for resource in request.resource_spans {
+        for scope in resource.scope_spans {
+            kept.extend(scope.spans);
+        }
+    }
+    ""
+}
+
+fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn text(span: &Span, key: &str) -> String {
+    match attribute(span, key) {
+        Some(Value::StringValue(s)) => s.clone(),
+        other => panic!("{key} of span {:?}: {other:?}", span.name),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
+
+#[tokio::test]
+async fn a_request_is_a_server_span_under_the_callers_traceparent_with_a_db_span_under_it() {
+    let receiver = Receiver::start().await;
+    let mut server = Binary::start(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+        true,
+    )
+    .await;
+    let title = "a title that must stay out of traces";
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/tasks", server.base))
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01"))
+        .json(&serde_json::json!({ "title": title }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    let spans = receiver.wait_for("POST /api/tasks").await;
+    let server_span = spans.iter().find(|s| s.name == "POST /api/tasks").unwrap();
+    assert_eq!(hex(&server_span.trace_id), TRACE_ID, "the caller's trace");
+    assert_eq!(hex(&server_span.parent_span_id), CALLER_SPAN_ID);
+    assert_eq!(server_span.kind, SpanKind::Server as i32);
+    assert_eq!(text(server_span, "http.request.method"), "POST");
+    assert_eq!(text(server_span, "http.route"), "/api/tasks");
+    assert!(
+        matches!(
+            attribute(server_span, "http.response.status_code"),
+            Some(Value::IntValue(201))
+        ),
+        "{:?}",
+        server_span.attributes
+    );
+
+    let db_span = spans
+        .iter()
+        .find(|s| s.name == "INSERT tasks")
+        .expect("a span for the INSERT");
+    assert_eq!(db_span.trace_id, server_span.trace_id);
+    assert_eq!(
+        db_span.parent_span_id, server_span.span_id,
+        "child of the request"
+    );
+    assert_eq!(db_span.kind, SpanKind::Client as i32);
+    assert_eq!(text(db_span, "db.system.name"), "mysql");
+    assert_eq!(text(db_span, "db.operation.name"), "INSERT");
+    for span in &spans {
+        for kv in &span.attributes {
+            assert!(
+                !format!("{:?}", kv.value).contains(title),
+                "a parameter value reached span {:?} as {}",
+                span.name,
+                kv.key
+            );
+        }
+    }
+
+    // The request's log line carries the same trace id.
+    server.terminate();
+    assert_eq!(server.exit_code(Duration::from_secs(10)).await, Some(0));
+    let mut logs = String::new();
+    let mut stdout = server.child.stdout.take().expect("stdout was piped");
+    stdout.read_to_string(&mut logs).await.unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"route\":\"/api/tasks\"") && l.contains("\"status\":201"))
+        .unwrap_or_else(|| panic!("no log line for the POST in:\n{logs}"));
+    assert!(
+        line.contains(&format!("\"trace_id\":\"{TRACE_ID}\"")),
+        "{line}"
+    );
+    // Readiness was polled until the server was ready: probes log at debug, below the default info.
+    assert!(!logs.contains("\"route\":\"/readyz\""), "{logs}");
+}
+
+#[tokio::test]
+async fn a_collector_that_is_down_neither_slows_requests_nor_holds_the_shutdown() {
+    // A port with nothing listening: every export fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let mut server = Binary::start(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{closed}")),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("SHUTDOWN_TIMEOUT", "2s"),
+        ],
+        false,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..300 {
+        let started = Instant::now();
+        let response = client
+            .get(format!("{}/api/tasks/1", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest request {slowest:?}"
+    );
+
+    let started = Instant::now();
+    server.terminate();
+    assert_eq!(server.exit_code(Duration::from_secs(10)).await, Some(0));
+    // The drain (2 s at most, nothing in flight here) plus the bounded flush of pending spans.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+}
