@@ -7,6 +7,7 @@ mod bench;
 mod containers;
 mod image_version;
 mod manifests;
+mod monitoring;
 mod pytools;
 mod schemathesis;
 mod test;
@@ -32,6 +33,9 @@ enum Task {
     AirgapImages(airgap::Args),
     /// Only the Kubernetes manifest checks (also part of `test`).
     Manifests,
+    /// Only the monitoring checks (also part of `test`); `--write` regenerates the Kubernetes
+    /// PrometheusRule from the Prometheus rule files.
+    Monitoring(monitoring::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(&sh, &args),
         Task::AirgapImages(args) => airgap::run(&sh, &args),
         Task::Manifests => manifests::check(&sh),
+        Task::Monitoring(args) => monitoring::run(&sh, &args),
     }
 }

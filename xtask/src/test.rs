@@ -3,7 +3,7 @@
 use clap::ValueEnum;
 use xshell::{Shell, cmd};
 
-use crate::{containers, image_version, manifests, testdb, util};
+use crate::{containers, image_version, manifests, monitoring, testdb, util};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,15 +23,19 @@ enum Suite {
     Containers,
     /// Kubernetes manifest checks.
     Manifests,
+    /// Prometheus rules and their unit tests, the Alertmanager routing, the Kubernetes monitoring
+    /// component (promtool and amtool from Debian's prometheus and prometheus-alertmanager).
+    Monitoring,
     /// Only the schemathesis run of the rust suite (not in the default list: rust runs it).
     Schemathesis,
 }
 
-const ALL: [Suite; 4] = [
+const ALL: [Suite; 5] = [
     Suite::Lint,
     Suite::Rust,
     Suite::Containers,
     Suite::Manifests,
+    Suite::Monitoring,
 ];
 
 pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
@@ -46,6 +50,7 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
             Suite::Rust => rust(sh)?,
             Suite::Containers => containers::run(sh)?,
             Suite::Manifests => manifests::check(sh)?,
+            Suite::Monitoring => monitoring::check(sh)?,
             Suite::Schemathesis => crate::schemathesis::run(sh, testdb::provide(sh)?.url())?,
         }
     }
