@@ -62,6 +62,16 @@ const CASES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "a page from the Compose observability profile (env local) goes to chat",
+        "nonprod-chat",
+        &[
+            "alertname=ChallengeTargetDown",
+            "job=challenge",
+            "env=local",
+            "severity=page",
+        ],
+    ),
+    (
         "a page without env (nobody set it) never pages",
         "nonprod-chat",
         &[
