@@ -17,6 +17,10 @@ pub fn project_root() -> PathBuf {
 pub fn shell() -> anyhow::Result<Shell> {
     let sh = Shell::new().context("creating the task shell")?;
     sh.change_dir(project_root());
+    // `cargo run` set this for xtask itself. Build scripts that watch it (ring's does) would see a
+    // value that differs from a developer's shell, and every cargo run from here would rebuild them
+    // and all that depends on them (rustls, sqlx, the service).
+    sh.remove_var("CARGO_MANIFEST_DIR");
     Ok(sh)
 }
 
