@@ -13,14 +13,16 @@ pub fn project_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A shell rooted at the workspace, so every task sees the same relative paths.
+/// A shell rooted at the workspace, so every task sees the same relative paths. Called once, first
+/// thing in `main`.
 pub fn shell() -> anyhow::Result<Shell> {
-    let sh = Shell::new().context("creating the task shell")?;
-    sh.change_dir(project_root());
     // `cargo run` set this for xtask itself. Build scripts that watch it (ring's does) would see a
     // value that differs from a developer's shell, and every cargo run from here would rebuild them
-    // and all that depends on them (rustls, sqlx, the service).
-    sh.remove_var("CARGO_MANIFEST_DIR");
+    // and all that depends on them (rustls, sqlx, the service). xshell can only add variables.
+    // SAFETY: called from `main` before any thread exists, so nothing reads the environment meanwhile.
+    unsafe { std::env::remove_var("CARGO_MANIFEST_DIR") };
+    let sh = Shell::new().context("creating the task shell")?;
+    sh.change_dir(project_root());
     Ok(sh)
 }
 
