@@ -41,6 +41,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("expected `Content-Type: application/json`")]
     UnsupportedMediaType,
+    #[error("request bodies are not decoded: send them without `Content-Encoding` (identity)")]
+    UnsupportedContentEncoding,
     #[error("the request body has invalid fields")]
     Validation(FieldErrors),
     #[error("the database is unavailable, retry later")]
@@ -57,7 +59,7 @@ impl ApiError {
             Self::TaskNotFound(_) | Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
-            Self::UnsupportedMediaType => {
+            Self::UnsupportedMediaType | Self::UnsupportedContentEncoding => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
@@ -78,6 +80,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug) = self.parts();
+        let coding_refused = matches!(self, Self::UnsupportedContentEncoding);
         // The cause of 5xx is logged, not shown: it may name hosts, users or SQL. An outage under
         // load would log once per request: its warnings are limited per cause and interval.
         match &self {
@@ -102,6 +105,13 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
+        // RFC 9110 §15.5.16: a 415 caused by a content coding says which codings are accepted.
+        if coding_refused {
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                header::HeaderValue::from_static("identity"),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -74,8 +74,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json_utf8(req.headers()) || !is_identity_encoded(req.headers()) {
+        if !is_json_utf8(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
+        }
+        if !is_identity_encoded(req.headers()) {
+            return Err(ApiError::UnsupportedContentEncoding);
         }
         let bytes = Bytes::from_request(req, state).await?;
         match serde_json::from_slice::<Value>(&bytes) {

@@ -64,7 +64,7 @@ async fn post_and_patch_with_merge_patch_json_are_415() {
 }
 
 #[tokio::test]
-async fn post_with_gzip_content_encoding_is_415() {
+async fn post_with_gzip_content_encoding_is_415_naming_the_accepted_coding() {
     let app = spawn_app().await;
     let response = post_with(
         &app,
@@ -74,7 +74,21 @@ async fn post_with_gzip_content_encoding_is_415() {
         ],
     )
     .await;
-    assert_problem(response, 415).await;
+    assert_eq!(
+        response
+            .headers()
+            .get("accept-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"identity"[..])
+    );
+    let problem = assert_problem(response, 415).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Content-Encoding"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]
