@@ -8,6 +8,7 @@ mod containers;
 mod image_version;
 mod manifests;
 mod monitoring;
+mod pipeline;
 mod pytools;
 mod schemathesis;
 mod test;

@@ -26,16 +26,20 @@ enum Suite {
     /// Prometheus rules and their unit tests, the Alertmanager routing, the Kubernetes monitoring
     /// component (promtool and amtool from Debian's prometheus and prometheus-alertmanager).
     Monitoring,
+    /// The Jenkinsfile (parsed by Groovy 2.4, from Debian's `groovy`) and the GitHub Actions
+    /// workflow: the same `cargo xtask ci` stages, credentials and approvals in place; yamllint.
+    Pipeline,
     /// Only the schemathesis run of the rust suite (not in the default list: rust runs it).
     Schemathesis,
 }
 
-const ALL: [Suite; 5] = [
+const ALL: [Suite; 6] = [
     Suite::Lint,
     Suite::Rust,
     Suite::Containers,
     Suite::Manifests,
     Suite::Monitoring,
+    Suite::Pipeline,
 ];
 
 pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
@@ -51,6 +55,7 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
             Suite::Containers => containers::run(sh)?,
             Suite::Manifests => manifests::check(sh)?,
             Suite::Monitoring => monitoring::check(sh)?,
+            Suite::Pipeline => crate::pipeline::check(sh)?,
             Suite::Schemathesis => crate::schemathesis::run(sh, testdb::provide(sh)?.url())?,
         }
     }
