@@ -5,6 +5,7 @@
 
 mod deploy;
 mod image;
+mod profile;
 mod service;
 
 use std::fmt::Write as _;
@@ -20,6 +21,14 @@ pub struct Args {
     /// Run only these parts (repeatable). Default: all.
     #[arg(long, value_enum)]
     only: Vec<Part>,
+    /// Service: also build the service at this git revision (in a temporary worktree) and run the
+    /// same scenarios against both binaries, interleaved, on the same database server.
+    #[arg(long, value_name = "REV")]
+    baseline: Option<String>,
+    /// Service: wrk runs per scenario and binary, reported as their median [default: 3 with
+    /// --baseline, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -30,6 +39,9 @@ enum Part {
     Image,
     /// `deployer deploy` on Compose: prebuilt image to healthy, version upgrade.
     Deploy,
+    /// Where the service spends CPU time serving GET one task (perf): printed and written under
+    /// target/, not to the document. Not part of the default run.
+    Profile,
 }
 
 impl Part {
@@ -38,6 +50,7 @@ impl Part {
             Part::Service => "service",
             Part::Image => "image",
             Part::Deploy => "deploy",
+            Part::Profile => "profile",
         }
     }
 }
@@ -51,20 +64,47 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
     } else {
         args.only.clone()
     };
+    anyhow::ensure!(
+        parts.contains(&Part::Service) || (args.baseline.is_none() && args.rounds.is_none()),
+        "--baseline and --rounds apply to the service part: add `--only service`"
+    );
+    let service = service::Options {
+        baseline: args.baseline.clone(),
+        rounds: args
+            .rounds
+            .unwrap_or(if args.baseline.is_some() { 3 } else { 1 }),
+        command: invocation(),
+    };
     let mut doc = sh.read_file(DOC).unwrap_or_else(|_| skeleton());
+    let mut wrote = false;
     for part in parts {
         util::step(&format!("bench: {}", part.name()));
         let section = match part {
-            Part::Service => service::measure(sh)?,
+            Part::Service => service::measure(sh, &service)?,
             Part::Image => image::measure(sh)?,
             Part::Deploy => deploy::measure(sh)?,
+            Part::Profile => {
+                profile::run(sh)?;
+                continue;
+            }
         };
         doc = replace_section(&doc, part.name(), &section);
         sh.write_file(DOC, &doc)
             .with_context(|| format!("writing {DOC}"))?;
+        wrote = true;
     }
-    eprintln!("\nwrote {DOC}");
+    if wrote {
+        eprintln!("\nwrote {DOC}");
+    }
     Ok(())
+}
+
+/// The command line as typed (`cargo xtask bench ...`), for the record.
+fn invocation() -> String {
+    std::iter::once("cargo xtask".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn skeleton() -> String {
@@ -135,9 +175,40 @@ pub fn machine(sh: &Shell) -> String {
     format!("{date}, commit `{rev}`, {cpus} CPUs ({model}), {mem_gib:.0} GiB RAM")
 }
 
+/// How busy all CPUs are over `window` (percent), from /proc/stat: taken while the benchmark itself
+/// is idle, it is what other work on the machine takes from the measurement.
+pub fn cpu_busy(window: std::time::Duration) -> Option<f64> {
+    let read = || cpu_times(&std::fs::read_to_string("/proc/stat").ok()?);
+    let (busy_before, total_before) = read()?;
+    std::thread::sleep(window);
+    let (busy, total) = read()?;
+    let total = total.checked_sub(total_before)?.max(1);
+    Some(busy.checked_sub(busy_before)? as f64 / total as f64 * 100.0)
+}
+
+/// Busy and total time of all CPUs from the `cpu` line of /proc/stat (user nice system idle iowait
+/// irq softirq steal; guest time is already part of user).
+fn cpu_times(stat: &str) -> Option<(u64, u64)> {
+    let fields = line_value(stat, "cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<Vec<u64>, _>>()
+        .ok()?;
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle, total))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{line_value, replace_section};
+    use super::{cpu_times, line_value, replace_section};
+
+    #[test]
+    fn cpu_times_count_iowait_as_idle_and_guest_not_twice() {
+        let stat = "cpu  100 5 20 800 50 1 2 3 40 0\ncpu0 50 2 10 400 25 0 1 1 20 0\nintr 1\n";
+        assert_eq!(cpu_times(stat), Some((131, 981)));
+    }
 
     #[test]
     fn line_value_is_what_follows_the_first_matching_prefix() {
