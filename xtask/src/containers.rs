@@ -38,14 +38,44 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
 
 /// hadolint and checkov's dockerfile framework, from the pinned tools virtualenv.
 fn lint_dockerfile(sh: &Shell) -> anyhow::Result<()> {
+    hadolint(sh, None)?;
+    checkov(sh)
+}
+
+/// The Dockerfiles this repository builds.
+const DOCKERFILES: [&str; 4] = [
+    "Dockerfile",
+    "xtask/airgap/mariadb/Dockerfile",
+    "xtask/airgap/prometheus/Dockerfile",
+    "xtask/airgap/alertmanager/Dockerfile",
+];
+
+/// hadolint over the Dockerfiles; with `report`, its findings are also written there in SonarQube's
+/// external-issues format (`cargo xtask ci`).
+pub fn hadolint(sh: &Shell, report: Option<&Path>) -> anyhow::Result<()> {
     util::step("hadolint Dockerfile");
     let hadolint = pytools::tool(sh, "hadolint")?;
-    cmd!(sh, "{hadolint} Dockerfile xtask/airgap/mariadb/Dockerfile").run()?;
+    if let Some(report) = report {
+        let issues = cmd!(
+            sh,
+            "{hadolint} --no-fail --format sonarqube {DOCKERFILES...}"
+        )
+        .quiet()
+        .read()?;
+        std::fs::write(report, issues).with_context(|| format!("writing {}", report.display()))?;
+    }
+    cmd!(sh, "{hadolint} {DOCKERFILES...}").run()?;
+    Ok(())
+}
+
+/// checkov's dockerfile framework over the Dockerfiles.
+pub fn checkov(sh: &Shell) -> anyhow::Result<()> {
     util::step("checkov --framework dockerfile");
     let checkov = pytools::tool(sh, "checkov")?;
+    let files: Vec<&str> = DOCKERFILES.iter().flat_map(|f| ["--file", f]).collect();
     cmd!(
         sh,
-        "{checkov} --quiet --compact --skip-download --framework dockerfile --file Dockerfile --file xtask/airgap/mariadb/Dockerfile"
+        "{checkov} --quiet --compact --skip-download --framework dockerfile {files...}"
     )
     .run()?;
     Ok(())

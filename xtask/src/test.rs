@@ -1,5 +1,8 @@
 //! `cargo xtask test`: the one test command.
 
+use std::path::Path;
+
+use anyhow::Context;
 use clap::ValueEnum;
 use xshell::{Shell, cmd};
 
@@ -9,11 +12,11 @@ use crate::{containers, image_version, manifests, monitoring, testdb, util};
 pub struct Args {
     /// Run only these suites (repeatable). Default: all of them, in the order listed.
     #[arg(long, value_enum)]
-    only: Vec<Suite>,
+    pub only: Vec<Suite>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Suite {
+pub enum Suite {
     /// rustfmt, clippy (warnings are errors), the image's default version, unused dependencies.
     Lint,
     /// Unit and integration tests of every crate, against a real MySQL-compatible server, then
@@ -33,7 +36,7 @@ enum Suite {
     Schemathesis,
 }
 
-const ALL: [Suite; 6] = [
+pub const ALL: [Suite; 6] = [
     Suite::Lint,
     Suite::Rust,
     Suite::Containers,
@@ -43,6 +46,12 @@ const ALL: [Suite; 6] = [
 ];
 
 pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
+    run_with_reports(sh, args, None)
+}
+
+/// `run`, with the rust suite's results also written as JUnit XML to `junit` when given (`cargo
+/// xtask ci test`): the tests then run under cargo-nextest instead of `cargo test`.
+pub fn run_with_reports(sh: &Shell, args: &Args, junit: Option<&Path>) -> anyhow::Result<()> {
     let suites: Vec<Suite> = if args.only.is_empty() {
         ALL.to_vec()
     } else {
@@ -50,8 +59,8 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
     };
     for suite in suites {
         match suite {
-            Suite::Lint => lint(sh)?,
-            Suite::Rust => rust(sh)?,
+            Suite::Lint => lint(sh, None)?,
+            Suite::Rust => rust(sh, junit)?,
             Suite::Containers => containers::run(sh)?,
             Suite::Manifests => manifests::check(sh)?,
             Suite::Monitoring => monitoring::check(sh)?,
@@ -63,17 +72,27 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lint(sh: &Shell) -> anyhow::Result<()> {
+/// The lint suite. With `clippy_report`, clippy's diagnostics are also written there as JSON lines
+/// (`--message-format=json`, what SonarQube's clippy import reads); warnings fail the suite either way.
+pub fn lint(sh: &Shell, clippy_report: Option<&Path>) -> anyhow::Result<()> {
     util::step("cargo fmt --check");
     cmd!(sh, "cargo fmt --all -- --check").run()?;
     util::step("cargo clippy --all-targets -- -D warnings");
-    cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings").run()?;
+    let mut report = String::new();
     // The deployer's Docker end-to-end tests sit behind a feature; lint them too.
-    cmd!(
-        sh,
-        "cargo clippy -p deployer --all-targets --features e2e -- -D warnings"
-    )
-    .run()?;
+    for selection in [
+        &["--workspace"][..],
+        &["-p", "deployer", "--features", "e2e"][..],
+    ] {
+        let clippy = cmd!(sh, "cargo clippy {selection...} --all-targets");
+        match clippy_report {
+            None => clippy.args(["--", "-D", "warnings"]).run()?,
+            Some(_) => report.push_str(&clippy_json(clippy)?),
+        }
+    }
+    if let Some(path) = clippy_report {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
     image_version::check()?;
     // Unused dependencies: each one costs build time and audit surface. A false positive (a crate
     // used only through a macro or a feature) goes to `[package.metadata.cargo-machete] ignored`
@@ -94,11 +113,74 @@ fn lint(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rust(sh: &Shell) -> anyhow::Result<()> {
+/// clippy with `--message-format=json -D warnings`: the JSON lines on stdout are returned, each
+/// diagnostic is shown as rustc renders it, and a warning fails like it does without the report.
+fn clippy_json(clippy: xshell::Cmd<'_>) -> anyhow::Result<String> {
+    let mut command =
+        std::process::Command::from(clippy.args(["--message-format=json", "--", "-D", "warnings"]));
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo clippy")?;
+    let json = String::from_utf8_lossy(&output.stdout).into_owned();
+    for line in json.lines() {
+        let message = serde_json::from_str::<serde_json::Value>(line).ok();
+        if let Some(rendered) = message
+            .as_ref()
+            .and_then(|m| m.pointer("/message/rendered"))
+            .and_then(|r| r.as_str())
+        {
+            eprint!("{rendered}");
+        }
+    }
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo clippy found problems (shown above; warnings are errors)"
+    );
+    Ok(json)
+}
+
+fn rust(sh: &Shell, junit: Option<&Path>) -> anyhow::Result<()> {
     let db = testdb::provide(sh)?;
-    util::step("cargo test --workspace --exclude e2e");
     let _env = sh.push_env("TEST_DATABASE_URL", db.url());
-    cmd!(sh, "cargo test --workspace --exclude e2e --no-fail-fast").run()?;
+    match junit {
+        None => {
+            util::step("cargo test --workspace --exclude e2e");
+            cmd!(sh, "cargo test --workspace --exclude e2e --no-fail-fast").run()?;
+        }
+        Some(path) => nextest_with_junit(sh, path)?,
+    }
     crate::schemathesis::run(sh, db.url())?;
+    Ok(())
+}
+
+/// The same tests under cargo-nextest's `ci` profile (.config/nextest.toml), which writes JUnit XML
+/// to `target/nextest/ci/junit.xml`; copied to `junit`. nextest does not run doctests: `cargo test
+/// --doc` does.
+fn nextest_with_junit(sh: &Shell, junit: &Path) -> anyhow::Result<()> {
+    util::step("cargo nextest run --profile ci --workspace --exclude e2e");
+    anyhow::ensure!(
+        cmd!(sh, "cargo nextest --version")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok(),
+        "cargo-nextest is not installed: `cargo install cargo-nextest --locked` (JUnit XML for the CI)"
+    );
+    let tests = cmd!(
+        sh,
+        "cargo nextest run --profile ci --workspace --exclude e2e --no-fail-fast"
+    )
+    .run();
+    // The report exists after failing tests too, and is what the CI shows about them.
+    let written = util::project_root().join("target/nextest/ci/junit.xml");
+    if written.is_file() {
+        std::fs::copy(&written, junit)
+            .with_context(|| format!("copying {} to {}", written.display(), junit.display()))?;
+    }
+    tests.context("tests failed (see target/ci/junit.xml)")?;
+    util::step("cargo test --doc --workspace --exclude e2e");
+    cmd!(sh, "cargo test --doc --workspace --exclude e2e").run()?;
     Ok(())
 }
