@@ -4,6 +4,7 @@
 
 mod airgap;
 mod bench;
+mod ci;
 mod containers;
 mod image_version;
 mod manifests;
@@ -37,6 +38,8 @@ enum Task {
     /// Only the monitoring checks (also part of `test`); `--write` regenerates the Kubernetes
     /// PrometheusRule from the Prometheus rule files.
     Monitoring(monitoring::Args),
+    /// One stage of the CI/CD pipeline (what Jenkins and GitHub Actions run); reports in target/ci/.
+    Ci(ci::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Task::AirgapImages(args) => airgap::run(&sh, &args),
         Task::Manifests => manifests::check(&sh),
         Task::Monitoring(args) => monitoring::run(&sh, &args),
+        Task::Ci(args) => ci::run(&sh, args),
     }
 }

@@ -1,0 +1,257 @@
+//! `deploy <env>` and `smoke <env>`, through the deployer: dev on Docker Compose, qa and prod on
+//! Kubernetes (`--target kubernetes`). The deployer's Kubernetes target is not built yet: it refuses
+//! with its usage error, exit code 2, and these stages exit with that code.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use xshell::Shell;
+
+use super::image::result_event;
+use super::quality::relative;
+use super::{Env, deployer, run_events};
+use crate::airgap;
+
+/// Where no registry answers, the database is the MariaDB stand-in: the deployer is told so unless
+/// DEPLOYER_DB_IMAGE already says which image to use (what .ci/run and the containers suite do).
+fn database_image<'a>(sh: &'a Shell, env: Env) -> anyhow::Result<Option<xshell::PushEnv<'a>>> {
+    let set = std::env::var("DEPLOYER_DB_IMAGE").is_ok_and(|v| !v.trim().is_empty());
+    if set || env.target() != "compose" {
+        return Ok(None);
+    }
+    let image = airgap::ensure_images(sh)?;
+    Ok(Some(sh.push_env("DEPLOYER_DB_IMAGE", image)))
+}
+
+/// The deployer's arguments for a deploy of `version` to `env`.
+fn deploy_args(env: Env, version: &str) -> Vec<String> {
+    [
+        "deploy",
+        "--target",
+        env.target(),
+        "--env",
+        env.name(),
+        "--version",
+        version,
+        "--yes",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+pub fn deploy(sh: &Shell, reports: &Path, env: Env, version: &str) -> anyhow::Result<String> {
+    let _db = database_image(sh, env)?;
+    let events = reports.join(format!("deploy-{}.jsonl", env.name()));
+    let args = deploy_args(env, version);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::util::step(&format!("deployer {}", args.join(" ")));
+    let stdout = run_events(deployer(sh, &args), &events)?;
+    let url = result_event(&stdout)
+        .and_then(|r| r["url"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "an unknown URL".to_owned());
+    Ok(format!(
+        "{version} healthy on {} at {url}; events {}",
+        env.name(),
+        relative(&events)
+    ))
+}
+
+/// One check of the smoke test.
+#[derive(Debug, PartialEq)]
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+impl Check {
+    fn new(name: &str, ok: bool, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.to_owned(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What `deployer status` says about the release, checked against the expected version.
+fn status_checks(status: &Value, version: &str) -> Vec<Check> {
+    let running = status["version"].as_str().unwrap_or("nothing");
+    let health = status["health"].as_str().unwrap_or("unknown");
+    vec![
+        Check::new(
+            "deployer status: version",
+            running == version,
+            format!("running {running}, expected {version}"),
+        ),
+        Check::new("deployer status: health", health == "healthy", health),
+    ]
+}
+
+/// The answers of the service, checked: /readyz 200, /api/tasks?limit=1 a page of tasks, /version
+/// the expected version.
+fn http_checks(
+    base: &str,
+    version: &str,
+    get: impl Fn(&str) -> Result<(u16, String), String>,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut check = |path: &str, verdict: &dyn Fn(u16, &Value) -> Result<String, String>| {
+        let outcome =
+            get(&format!("{}{path}", base.trim_end_matches('/'))).and_then(|(status, body)| {
+                let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+                verdict(status, &json)
+            });
+        checks.push(match outcome {
+            Ok(detail) => Check::new(path, true, detail),
+            Err(detail) => Check::new(path, false, detail),
+        });
+    };
+    check("/readyz", &|status, body| match status {
+        200 => Ok("200 ready".to_owned()),
+        _ => Err(format!(
+            "{status}: {}",
+            body["status"].as_str().unwrap_or("not ready")
+        )),
+    });
+    check(
+        "/api/tasks?limit=1",
+        &|status, body| match (status, body["items"].as_array()) {
+            (200, Some(items)) => Ok(format!("200, {} task(s) on the first page", items.len())),
+            (200, None) => Err("200 without an `items` list".to_owned()),
+            (status, _) => Err(status.to_string()),
+        },
+    );
+    check(
+        "/version",
+        &|status, body| match (status, body["version"].as_str()) {
+            (200, Some(v)) if v == version => Ok(format!("200, version {v}")),
+            (200, v) => Err(format!(
+                "reports version {}, expected {version}",
+                v.unwrap_or("none")
+            )),
+            (status, _) => Err(status.to_string()),
+        },
+    );
+    checks
+}
+
+fn get(url: &str) -> Result<(u16, String), String> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    Ok((status, body))
+}
+
+pub fn smoke(sh: &Shell, reports: &Path, env: Env, version: &str) -> anyhow::Result<String> {
+    let events = reports.join(format!("smoke-{}.jsonl", env.name()));
+    let args = ["status", "--target", env.target(), "--env", env.name()];
+    crate::util::step(&format!("deployer {}", args.join(" ")));
+    let stdout = run_events(deployer(sh, &args), &events)?;
+    let status = result_event(&stdout).unwrap_or(Value::Null);
+    let mut checks = status_checks(&status, version);
+    match status["url"].as_str() {
+        Some(url) => checks.extend(http_checks(url, version, get)),
+        None => checks.push(Check::new("URL", false, "the release publishes no URL")),
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    let mut lines = stdout;
+    for check in &checks {
+        eprintln!(
+            "{} {}: {}",
+            if check.ok { "ok  " } else { "FAIL" },
+            check.name,
+            check.detail
+        );
+        lines.push_str(&format!(
+            "{}\n",
+            json!({ "event": "check", "name": check.name, "ok": check.ok, "detail": check.detail })
+        ));
+    }
+    lines.push_str(&format!(
+        "{}\n",
+        json!({ "event": "smoke", "env": env.name(), "version": version, "url": status["url"], "ok": ok })
+    ));
+    std::fs::write(&events, lines)?;
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "smoke test failed: {}",
+        failed.join("; ")
+    );
+    Ok(format!(
+        "{version} on {} passes {} checks; events {}",
+        env.name(),
+        checks.len(),
+        relative(&events)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_deploys_to_compose_and_qa_to_kubernetes() {
+        assert_eq!(
+            deploy_args(Env::Dev, "0.1.0-abc1234").join(" "),
+            "deploy --target compose --env dev --version 0.1.0-abc1234 --yes"
+        );
+        assert_eq!(
+            deploy_args(Env::Prod, "1.0.0").join(" "),
+            "deploy --target kubernetes --env prod --version 1.0.0 --yes"
+        );
+    }
+
+    #[test]
+    fn status_must_show_the_expected_version_healthy() {
+        let status =
+            json!({ "version": "1.0.0", "health": "healthy", "url": "http://127.0.0.1:8000" });
+        assert!(status_checks(&status, "1.0.0").iter().all(|c| c.ok));
+        let checks = status_checks(&status, "1.1.0");
+        assert!(!checks[0].ok && checks[0].detail == "running 1.0.0, expected 1.1.0");
+        assert!(!status_checks(&Value::Null, "1.0.0")[1].ok);
+    }
+
+    #[test]
+    fn http_checks_want_ready_tasks_and_the_version() {
+        let answers = |url: &str| -> Result<(u16, String), String> {
+            Ok(match url.trim_start_matches("http://h") {
+                "/readyz" => (200, r#"{"status":"ready"}"#.into()),
+                "/api/tasks?limit=1" => (200, r#"{"items":[{"id":1}],"next":1}"#.into()),
+                "/version" => (200, r#"{"version":"1.0.0"}"#.into()),
+                other => return Err(format!("unexpected {other}")),
+            })
+        };
+        let checks = http_checks("http://h/", "1.0.0", answers);
+        assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+
+        let checks = http_checks("http://h", "2.0.0", answers);
+        assert_eq!(
+            checks[2],
+            Check::new("/version", false, "reports version 1.0.0, expected 2.0.0")
+        );
+        let down = http_checks("http://h", "1.0.0", |_| Err("no answer: refused".into()));
+        assert!(
+            down.iter()
+                .all(|c| !c.ok && c.detail == "no answer: refused")
+        );
+    }
+}
