@@ -41,7 +41,7 @@ enum Stage {
     /// Line coverage of the workspace's tests as LCOV (target/ci/lcov.info), with cargo-llvm-cov.
     Coverage,
     /// SonarQube analysis (needs SONAR_HOST_URL, SONAR_TOKEN and sonar-scanner).
-    Sonar,
+    Sonar(VersionArg),
     /// Build infra-challenge:<version>, lint the Dockerfile, check the image size.
     Image(VersionArg),
     /// Tag and push the image to $REGISTRY as <version> and sha-<short sha>.
@@ -102,7 +102,7 @@ impl Stage {
             Stage::Lint => "lint",
             Stage::Test(_) => "test",
             Stage::Coverage => "coverage",
-            Stage::Sonar => "sonar",
+            Stage::Sonar(_) => "sonar",
             Stage::Image(_) => "image",
             Stage::Push(_) => "push",
             Stage::Deploy(_) => "deploy",
@@ -138,7 +138,7 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
         Stage::Lint => quality::lint(sh, &dir),
         Stage::Test(test) => quality::test(sh, &dir, test),
         Stage::Coverage => quality::coverage(sh, &dir),
-        Stage::Sonar => sonar::run(sh, &dir),
+        Stage::Sonar(v) => sonar::run(sh, &dir, &version(sh, v.version)?),
         Stage::Image(v) => image::build(sh, &dir, &version(sh, v.version)?),
         Stage::Push(v) => image::push(sh, &dir, &version(sh, v.version)?),
         Stage::Deploy(e) => deploy::deploy(sh, &dir, e.env, &version(sh, e.version.version)?),

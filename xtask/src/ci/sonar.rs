@@ -40,7 +40,8 @@ fn decide(env: &Environment<'_>) -> Result<(), String> {
     }
 }
 
-pub fn run(sh: &Shell, reports: &Path) -> anyhow::Result<String> {
+/// The analysis, labelled with this run's version (`sonar.projectVersion`).
+pub fn run(sh: &Shell, reports: &Path, version: &str) -> anyhow::Result<String> {
     let host = std::env::var("SONAR_HOST_URL").ok();
     let token = std::env::var("SONAR_TOKEN").ok();
     decide(&Environment {
@@ -60,10 +61,14 @@ pub fn run(sh: &Shell, reports: &Path) -> anyhow::Result<String> {
         }
     }
     // sonar-scanner reads SONAR_HOST_URL and SONAR_TOKEN from the environment itself.
-    cmd!(sh, "sonar-scanner")
+    let project_version = format!("-Dsonar.projectVersion={version}");
+    cmd!(sh, "sonar-scanner {project_version}")
         .run()
         .context("sonar-scanner failed (its log is above)")?;
-    Ok(format!("analysis sent to {}", host.unwrap_or_default()))
+    Ok(format!(
+        "analysis of {version} sent to {}",
+        host.unwrap_or_default()
+    ))
 }
 
 fn on_path(program: &str) -> bool {
