@@ -70,3 +70,40 @@ async fn an_account_with_an_empty_password_connects() {
         .unwrap();
     admin.close().await.ok();
 }
+
+#[tokio::test]
+async fn an_outage_under_load_logs_one_warning_per_cause_not_one_per_request() {
+    let mut server = crate::helpers::Binary::start_until(
+        &[("DB_PASSWORD", "not-the-password")],
+        true,
+        "/healthz",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        let response = client
+            .get(format!("{}/api/tasks/1", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+    }
+    server.terminate();
+    assert_eq!(
+        server.exit_code(std::time::Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let logs = server.logs().await;
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("database unavailable") && l.contains("access-denied"))
+        .collect();
+    // The migration's own retries log separately; the 300 refused API calls give one warning
+    // (two if the run crossed a 10 s interval).
+    assert!(
+        (1..=2).contains(&warnings.len()),
+        "{} warnings:\n{}",
+        warnings.len(),
+        warnings.join("\n")
+    );
+}

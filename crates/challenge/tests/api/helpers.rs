@@ -240,18 +240,26 @@ pub struct Binary {
     pub child: tokio::process::Child,
     pub base: String,
     pub settings: DatabaseSettings,
+    /// Reads stdout while the process runs (a full pipe would block its logging), when captured.
+    stdout: Option<JoinHandle<String>>,
 }
 
 impl Binary {
     /// Starts `challenge serve --migrate --seed` (one seeded task) with `env` added, and waits
     /// until it is ready. Its stdout is piped when `capture_stdout`, else discarded.
     pub async fn start(env: &[(&str, &str)], capture_stdout: bool) -> Self {
+        Self::start_until(env, capture_stdout, "/readyz").await
+    }
+
+    /// Like [`Binary::start`], but waits only until `probe` answers 200 (`/healthz` for a server
+    /// that cannot become ready).
+    pub async fn start_until(env: &[(&str, &str)], capture_stdout: bool, probe: &str) -> Self {
         let settings = fresh_database().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_challenge"))
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_challenge"))
             .args(["serve", "--migrate", "--seed"])
             .env_clear()
             .env("PORT", port.to_string())
@@ -273,11 +281,18 @@ impl Binary {
             .kill_on_drop(true)
             .spawn()
             .expect("start challenge");
+        let stdout = child.stdout.take().map(|mut out| {
+            tokio::spawn(async move {
+                let mut logs = String::new();
+                let _ = tokio::io::AsyncReadExt::read_to_string(&mut out, &mut logs).await;
+                logs
+            })
+        });
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         for _ in 0..100 {
             if client
-                .get(format!("{base}/readyz"))
+                .get(format!("{base}{probe}"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == 200)
@@ -286,6 +301,7 @@ impl Binary {
                     child,
                     base,
                     settings,
+                    stdout,
                 };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -301,6 +317,12 @@ impl Binary {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Everything the process wrote on stdout, once it has exited (started with `capture_stdout`).
+    pub async fn logs(&mut self) -> String {
+        let reader = self.stdout.take().expect("stdout was captured");
+        reader.await.expect("the stdout reader")
     }
 
     /// Waits for the exit, at most `within`, and returns the exit code.

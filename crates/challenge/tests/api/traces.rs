@@ -12,7 +12,6 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
-use tokio::io::AsyncReadExt;
 
 use crate::helpers::Binary;
 
@@ -144,9 +143,7 @@ async fn a_request_is_a_server_span_under_the_callers_traceparent_with_a_db_span
     // The request's log line carries the same trace id.
     server.terminate();
     assert_eq!(server.exit_code(Duration::from_secs(10)).await, Some(0));
-    let mut logs = String::new();
-    let mut stdout = server.child.stdout.take().expect("stdout was piped");
-    stdout.read_to_string(&mut logs).await.unwrap();
+    let logs = server.logs().await;
     let line = logs
         .lines()
         .find(|l| l.contains("\"route\":\"/api/tasks\"") && l.contains("\"status\":201"))
