@@ -12,6 +12,7 @@ mod monitoring;
 mod pipeline;
 mod pytools;
 mod schemathesis;
+mod service;
 mod test;
 mod testdb;
 mod util;

@@ -1,11 +1,15 @@
 //! Where the integration tests find their MySQL-compatible server: `TEST_DATABASE_URL` when set (CI
 //! starts MariaDB from Debian's packages and sets it), else a throwaway container of the database image.
+//! The tasks that run the service on it (schemathesis, the benchmarks) read that URL as a [`DbServer`]
+//! and create their databases there.
 
 use std::io::Read;
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use percent_encoding::percent_decode_str;
 use xshell::{Shell, cmd};
 
 use crate::{airgap, util};
@@ -95,6 +99,90 @@ fn throwaway(sh: &Shell) -> anyhow::Result<TestDatabase> {
     Ok(db)
 }
 
+/// The MySQL-compatible server of a `mysql://user:password@host:port` URL (`TEST_DATABASE_URL`).
+pub struct DbServer {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+impl DbServer {
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(raw).with_context(|| format!("not a mysql:// URL: {raw}"))?;
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        Ok(Self {
+            host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
+            port: url.port().unwrap_or(3306),
+            user: decode(url.username()),
+            password: decode(url.password().unwrap_or("")),
+        })
+    }
+
+    /// Runs SQL with the mariadb client; the password goes through the environment, not argv.
+    pub fn sql(&self, statements: &str) -> anyhow::Result<()> {
+        let output = Command::new("mariadb")
+            .args(["--protocol=TCP", "-h", &self.host, "-P"])
+            .arg(self.port.to_string())
+            .args(["-u", &self.user, "-e", statements])
+            .env("MYSQL_PWD", &self.password)
+            .output()
+            .context("running the mariadb client")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "`{statements}` failed on {}:{}: {}",
+            self.host,
+            self.port,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(())
+    }
+
+    /// Drops `database` if it exists and creates it empty.
+    pub fn recreate(&self, database: &str) -> anyhow::Result<()> {
+        self.sql(&format!(
+            "DROP DATABASE IF EXISTS `{database}`; CREATE DATABASE `{database}`;"
+        ))
+    }
+
+    /// The service's configuration (`DB_*`) for `database` on this server.
+    pub fn configure(&self, command: &mut Command, database: &str) {
+        command
+            .env("DB_HOST", &self.host)
+            .env("DB_PORT", self.port.to_string())
+            .env("DB_USERNAME", &self.user)
+            .env("DB_PASSWORD", &self.password)
+            .env("DB_DATABASE", database);
+    }
+}
+
+/// A database of its own for one run, created empty and dropped with the guard.
+pub struct ScratchDatabase<'s> {
+    server: &'s DbServer,
+    pub name: String,
+}
+
+impl<'s> ScratchDatabase<'s> {
+    pub fn create(server: &'s DbServer, name: String) -> anyhow::Result<Self> {
+        server.recreate(&name)?;
+        Ok(Self { server, name })
+    }
+}
+
+impl Drop for ScratchDatabase<'_> {
+    fn drop(&mut self) {
+        if let Err(err) = self
+            .server
+            .sql(&format!("DROP DATABASE IF EXISTS `{}`", self.name))
+        {
+            eprintln!(
+                "warning: could not drop the database {}: {err:#}",
+                self.name
+            );
+        }
+    }
+}
+
 /// Waits until the server on `port` sends a MySQL protocol 10 handshake. Docker's port proxy accepts
 /// connections before the server listens (and while the entrypoint's initialisation server runs without
 /// TCP), so an accepted connection alone proves nothing.
@@ -128,4 +216,26 @@ fn random_u32() -> u32 {
             .map_or(0, |d| d.as_nanos() as u64),
     );
     hasher.finish() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbServer;
+
+    #[test]
+    fn database_url_credentials_are_percent_decoded() {
+        let server = DbServer::parse("mysql://app%40x:p+w%2Fd@db.local:3307").unwrap();
+        assert_eq!(
+            (server.user.as_str(), server.password.as_str()),
+            ("app@x", "p+w/d")
+        );
+        assert_eq!((server.host.as_str(), server.port), ("db.local", 3307));
+    }
+
+    #[test]
+    fn database_url_without_port_or_password_means_3306_and_no_password() {
+        let server = DbServer::parse("mysql://ci@127.0.0.1").unwrap();
+        assert_eq!((server.host.as_str(), server.port), ("127.0.0.1", 3306));
+        assert_eq!((server.user.as_str(), server.password.as_str()), ("ci", ""));
+    }
 }

@@ -11,23 +11,15 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use super::service::{self, App, DbServer, HEADLINE, SCENARIOS, Scripts};
-use crate::{testdb, util};
+use super::service::{self, App, HEADLINE, SCENARIOS, Scripts};
+use crate::util;
 
 /// Sampling frequency (Hz) and how long wrk drives the service while perf samples it.
 const FREQUENCY: &str = "999";
 const DURATION: &str = "10s";
 
 pub fn run(sh: &Shell) -> anyhow::Result<()> {
-    util::require_program("perf", "install it with `apt-get install linux-perf`")?;
-    for (program, package) in [("wrk", "wrk"), ("mariadb", "mariadb-client")] {
-        util::require_program(
-            program,
-            &format!("install it with `apt-get install {package}`"),
-        )?;
-    }
-    let db = testdb::provide(sh)?;
-    let server = DbServer::parse(db.url())?;
+    let (_db, server) = service::prerequisites(sh, &[("perf", "linux-perf")])?;
 
     let home = service::target_dir().join("bench-profile");
     let target = home.join("target");
@@ -45,7 +37,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         "seeding {} tasks, starting, warming up",
         service::ROWS
     ));
-    let app = App::start(sh, &binary, &server, "bench_profile")?;
+    let app = App::start(&binary, &server, "bench_profile")?;
     let scripts = Scripts::write(sh)?;
     service::run_scenario(sh, &scripts, HEADLINE, &app, "2s")?;
 

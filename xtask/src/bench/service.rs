@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use xshell::Shell;
 
-pub use app::{App, DbServer, ROWS};
+pub use app::{App, ROWS};
 pub use binary::target_dir;
 use report::{Measured, Summary};
 use wrk::WrkResult;
 
-use crate::{testdb, util};
+use crate::testdb::{self, DbServer};
+use crate::util;
 
 /// How long wrk drives each scenario per run, and warms each binary up before the first.
 const DURATION: &str = "10s";
@@ -108,13 +109,16 @@ pub fn run_scenario(
     wrk::run(sh, scripts.path(scenario), &app.tasks_url(), duration)
 }
 
-/// Checks the load tools and finds the database server (`TEST_DATABASE_URL`, else a container).
-fn prerequisites(sh: &Shell) -> anyhow::Result<(testdb::TestDatabase, DbServer)> {
-    for (program, package) in [
-        ("wrk", "wrk"),
-        ("sysbench", "sysbench"),
-        ("mariadb", "mariadb-client"),
-    ] {
+/// Checks the load tools (wrk, the mariadb client, and `more` as program and Debian package) and
+/// finds the database server (`TEST_DATABASE_URL`, else a container).
+pub fn prerequisites(
+    sh: &Shell,
+    more: &[(&str, &str)],
+) -> anyhow::Result<(testdb::TestDatabase, DbServer)> {
+    for (program, package) in [("wrk", "wrk"), ("mariadb", "mariadb-client")]
+        .iter()
+        .chain(more)
+    {
         util::require_program(
             program,
             &format!("install it with `apt-get install {package}`"),
@@ -146,7 +150,7 @@ struct Contender {
 }
 
 pub fn measure(sh: &Shell, options: &Options) -> anyhow::Result<String> {
-    let (_db, server) = prerequisites(sh)?;
+    let (_db, server) = prerequisites(sh, &[("sysbench", "sysbench")])?;
     let mut binaries = Vec::new();
     if let Some(rev) = &options.baseline {
         binaries.push(("baseline", binary::at_revision(sh, rev)?));
@@ -162,7 +166,7 @@ pub fn measure(sh: &Shell, options: &Options) -> anyhow::Result<String> {
             "{label}: seeding {ROWS} tasks, starting, warming up"
         ));
         let database = format!("bench_challenge_{label}");
-        let app = App::start(sh, &binary.path, &server, &database)?;
+        let app = App::start(&binary.path, &server, &database)?;
         run_scenario(sh, &scripts, HEADLINE, &app, WARMUP)?;
         contenders.push(Contender {
             label,

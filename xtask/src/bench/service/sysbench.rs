@@ -4,8 +4,9 @@
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use super::app::{DbServer, ROWS};
+use super::app::ROWS;
 use crate::bench::line_value;
+use crate::testdb::DbServer;
 
 pub const THREADS: u32 = 64;
 pub const SECONDS: u32 = 10;
@@ -20,10 +21,7 @@ pub struct Sysbench {
 
 /// Prepares the table, runs the point selects, drops the table again.
 pub fn point_select(sh: &Shell, db: &DbServer) -> anyhow::Result<Sysbench> {
-    db.sql(
-        sh,
-        &format!("DROP DATABASE IF EXISTS {DATABASE}; CREATE DATABASE {DATABASE};"),
-    )?;
+    db.recreate(DATABASE)?;
     let common = &[
         "oltp_point_select".to_owned(),
         "--db-driver=mysql".to_owned(),
