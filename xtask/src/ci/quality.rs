@@ -87,13 +87,27 @@ pub fn coverage(sh: &Shell, reports: &Path) -> anyhow::Result<String> {
     let db = testdb::provide(sh)?;
     let _db = sh.push_env("TEST_DATABASE_URL", db.url());
     let lcov = reports.join("lcov.info");
-    util::step("cargo llvm-cov --workspace --exclude e2e --lcov");
+    let root = util::project_root();
+    let profiles = root.join("target").join("llvm-cov-target");
+    // A leftover of an interrupted run would count twice.
+    move_stray_profiles(&root, None)?;
+    util::step("cargo llvm-cov --no-report --workspace --exclude e2e");
     cmd!(
         sh,
-        "cargo llvm-cov --workspace --exclude e2e --no-fail-fast --lcov --output-path {lcov}"
+        "cargo llvm-cov --no-report --workspace --exclude e2e --no-fail-fast"
     )
     .run()
     .context("the tests failed under coverage instrumentation")?;
+    // The service's tests start the `challenge` binary with a cleared environment, so it writes its
+    // profile as default_*.profraw into its working directory instead of where LLVM_PROFILE_FILE
+    // says: moved to where cargo-llvm-cov merges profiles, they count too (and leave no litter).
+    let moved = move_stray_profiles(&root, Some(&profiles))?;
+    util::step(&format!(
+        "cargo llvm-cov report --lcov ({moved} profiles of the spawned service binary added)"
+    ));
+    cmd!(sh, "cargo llvm-cov report --lcov --output-path {lcov}")
+        .run()
+        .context("cargo llvm-cov report")?;
     let text =
         std::fs::read_to_string(&lcov).with_context(|| format!("reading {}", lcov.display()))?;
     let (hit, found) = lcov_lines(&text);
@@ -103,6 +117,34 @@ pub fn coverage(sh: &Shell, reports: &Path) -> anyhow::Result<String> {
         percent(hit, found),
         relative(&lcov)
     ))
+}
+
+/// Moves the `default_*.profraw` files a process without LLVM_PROFILE_FILE wrote into the workspace
+/// root or a member's directory to `into` (deletes them without it); returns how many.
+fn move_stray_profiles(root: &Path, into: Option<&Path>) -> anyhow::Result<usize> {
+    let mut dirs = vec![root.to_path_buf(), root.join("xtask")];
+    if let Ok(crates) = std::fs::read_dir(root.join("crates")) {
+        dirs.extend(crates.filter_map(Result::ok).map(|entry| entry.path()));
+    }
+    let mut moved = 0;
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.filter_map(Result::ok).map(|entry| entry.path()) {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !(name.starts_with("default_") && name.ends_with(".profraw")) {
+                continue;
+            }
+            match into {
+                Some(into) => std::fs::rename(&path, into.join(name)),
+                None => std::fs::remove_file(&path),
+            }
+            .with_context(|| format!("moving {}", path.display()))?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
 }
 
 /// Lines hit and lines found over every file of an LCOV report (`LH:` and `LF:` records).
