@@ -13,6 +13,11 @@ pub struct Args {
     /// Run only these suites (repeatable). Default: all of them, in the order listed.
     #[arg(long, value_enum)]
     pub only: Vec<Suite>,
+    /// Run the rust suite's tests under coverage instrumentation (cargo-llvm-cov with Debian's
+    /// llvm-19), writing target/ci/lcov.info as `cargo xtask ci coverage` does, instead of a plain
+    /// `cargo test`: coverage measured without running the tests twice (what .ci/run does).
+    #[arg(long)]
+    pub coverage: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,7 +65,7 @@ pub fn run_with_reports(sh: &Shell, args: &Args, junit: Option<&Path>) -> anyhow
     for suite in suites {
         match suite {
             Suite::Lint => lint(sh, None)?,
-            Suite::Rust => rust(sh, junit)?,
+            Suite::Rust => rust(sh, junit, args.coverage)?,
             Suite::Containers => containers::run(sh)?,
             Suite::Manifests => manifests::check(sh)?,
             Suite::Monitoring => monitoring::check(sh)?,
@@ -146,15 +151,16 @@ fn clippy_json(clippy: xshell::Cmd<'_>) -> anyhow::Result<String> {
     Ok(json)
 }
 
-fn rust(sh: &Shell, junit: Option<&Path>) -> anyhow::Result<()> {
+fn rust(sh: &Shell, junit: Option<&Path>, coverage: bool) -> anyhow::Result<()> {
     let db = testdb::provide(sh)?;
     let _env = sh.push_env("TEST_DATABASE_URL", db.url());
-    match junit {
-        None => {
+    match (junit, coverage) {
+        (_, true) => eprintln!("{}", crate::ci::coverage_in_test_run(sh)?),
+        (None, false) => {
             util::step("cargo test --workspace --exclude e2e");
             cmd!(sh, "cargo test --workspace --exclude e2e --no-fail-fast").run()?;
         }
-        Some(path) => nextest_with_junit(sh, path)?,
+        (Some(path), false) => nextest_with_junit(sh, path)?,
     }
     crate::schemathesis::run(sh, db.url())?;
     Ok(())

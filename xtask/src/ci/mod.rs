@@ -161,6 +161,12 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// The coverage stage's work, for `cargo xtask test --coverage`: the unit and integration tests run
+/// once, instrumented, and target/ci/lcov.info is written; returns the summary line.
+pub fn coverage_in_test_run(sh: &Shell) -> anyhow::Result<String> {
+    quality::coverage(sh, &reports_dir()?)
+}
+
 /// `target/ci/`, created when missing.
 fn reports_dir() -> anyhow::Result<PathBuf> {
     let dir = util::project_root().join("target").join("ci");

@@ -40,12 +40,17 @@ pub fn test(sh: &Shell, reports: &Path, args: crate::test::Args) -> anyhow::Resu
     let junit = reports.join("junit.xml");
     // A report of an earlier run must not pass for this one's.
     let _ = std::fs::remove_file(&junit);
+    anyhow::ensure!(
+        !args.coverage,
+        "`ci test` reports JUnit XML; coverage is its own stage: `cargo xtask ci coverage`"
+    );
     let args = if args.only.is_empty() {
         crate::test::Args {
             only: crate::test::ALL
                 .into_iter()
                 .filter(|suite| *suite != Suite::Lint)
                 .collect(),
+            coverage: false,
         }
     } else {
         args
