@@ -261,6 +261,8 @@ pub struct ComposeProject {
     pub port: u16,
     pub secrets: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// Compose profiles enabled on every command (`--profile`), so `down` removes their services too.
+    profiles: Vec<String>,
 }
 
 impl ComposeProject {
@@ -290,10 +292,22 @@ impl ComposeProject {
             port,
             secrets,
             env,
+            profiles: Vec::new(),
         };
         project.write_secret("db_password", db_password);
         project.write_secret("db_root_password", root_password);
         project
+    }
+
+    /// Enables the Compose profile `profile` on every command, with the variables its services read.
+    pub fn with_profile(
+        mut self,
+        profile: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        self.profiles.push(profile.to_owned());
+        self.env.extend(env);
+        self
     }
 
     /// Overwrites a secret file in place (the containers see the bind-mounted file change).
@@ -313,8 +327,11 @@ impl ComposeProject {
             .arg("-p")
             .arg(&self.name)
             .arg("-f")
-            .arg(file)
-            .args(args);
+            .arg(file);
+        for profile in &self.profiles {
+            cmd.args(["--profile", profile]);
+        }
+        cmd.args(args);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.output()
             .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"))

@@ -5,12 +5,10 @@
 //! The monitoring images are `PROMETHEUS_IMAGE` and `ALERTMANAGER_IMAGE` when set, else the upstream
 //! images when the engine has them, else the stand-ins `cargo xtask airgap-images` builds.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use e2e::{
-    ComposeProject, app_image, compose_command, db_image, free_port, http, inspect, project_root,
-    run, wait_for_200, wait_for_health,
+    ComposeProject, free_port, http, inspect, project_root, run, wait_for_200, wait_for_health,
 };
 use serde_json::Value;
 
@@ -18,9 +16,8 @@ const PROFILE_SERVICES: [&str; 4] = ["db", "app", "prometheus", "alertmanager"];
 
 #[test]
 fn observability_profile_scrapes_the_app_loads_the_rules_and_reaches_alertmanager() {
-    let project = ComposeProject::new("obs-secret-0001", "obs-root-0001");
-    let profile = Profile::new(&project);
-    profile.run(&[
+    let profile = Profile::new(ComposeProject::new("obs-secret-0001", "obs-root-0001"));
+    profile.project.run(&[
         "up",
         "-d",
         PROFILE_SERVICES[0],
@@ -28,9 +25,9 @@ fn observability_profile_scrapes_the_app_loads_the_rules_and_reaches_alertmanage
         PROFILE_SERVICES[2],
         PROFILE_SERVICES[3],
     ]);
-    let app = profile.container("app");
-    let prometheus = profile.container("prometheus");
-    let alertmanager = profile.container("alertmanager");
+    let app = profile.project.container("app");
+    let prometheus = profile.project.container("prometheus");
+    let alertmanager = profile.project.container("alertmanager");
     wait_for_health(&app, "healthy", Duration::from_secs(180));
     wait_for_health(&prometheus, "healthy", Duration::from_secs(90));
     wait_for_health(&alertmanager, "healthy", Duration::from_secs(90));
@@ -131,28 +128,18 @@ fn observability_profile_scrapes_the_app_loads_the_rules_and_reaches_alertmanage
     );
 }
 
-/// The profile's services of `project`, with the monitoring images and their ports; `down -v` (profile
-/// included, so its containers and volumes go too) when dropped, before the project's own guard.
-struct Profile<'a> {
-    project: &'a ComposeProject,
-    env: Vec<(&'static str, String)>,
+/// The stack with the `observability` profile enabled (its containers and volumes go with the
+/// project's `down -v`), and where Prometheus and Alertmanager listen.
+struct Profile {
+    project: ComposeProject,
     prometheus_port: u16,
     alertmanager_port: u16,
 }
 
-impl<'a> Profile<'a> {
-    fn new(project: &'a ComposeProject) -> Self {
-        let (image, tag) = app_image()
-            .rsplit_once(':')
-            .map(|(image, tag)| (image.to_owned(), tag.to_owned()))
-            .expect("E2E_APP_IMAGE is `repository:tag`");
+impl Profile {
+    fn new(project: ComposeProject) -> Self {
         let (prometheus_port, alertmanager_port) = (free_port(), free_port());
-        let env = vec![
-            ("APP_IMAGE", image),
-            ("APP_VERSION", tag),
-            ("DB_IMAGE", db_image()),
-            ("APP_PORT", project.port.to_string()),
-            ("SECRETS_DIR", project.secrets.path().display().to_string()),
+        let env = [
             (
                 "PROMETHEUS_IMAGE",
                 monitoring_image(
@@ -172,45 +159,15 @@ impl<'a> Profile<'a> {
             ("PROMETHEUS_PORT", prometheus_port.to_string()),
             ("ALERTMANAGER_PORT", alertmanager_port.to_string()),
         ];
+        let project = project.with_profile(
+            "observability",
+            env.into_iter().map(|(k, v)| (k.to_owned(), v)),
+        );
         Self {
             project,
-            env,
             prometheus_port,
             alertmanager_port,
         }
-    }
-
-    fn try_run(&self, args: &[&str]) -> Output {
-        let file = project_root().join("deploy/compose/compose.yaml");
-        let command = compose_command();
-        Command::new(&command[0])
-            .args(&command[1..])
-            .args(["-p", &self.project.name, "-f"])
-            .arg(file)
-            .args(["--profile", "observability"])
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"))
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.try_run(args);
-        assert!(
-            out.status.success(),
-            "compose --profile observability {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn container(&self, service: &str) -> String {
-        self.run(&["ps", "-q", service])
-            .lines()
-            .next()
-            .unwrap_or_else(|| panic!("no container for `{service}`"))
-            .to_owned()
     }
 
     fn prometheus(&self, path: &str) -> String {
@@ -219,12 +176,6 @@ impl<'a> Profile<'a> {
 
     fn alertmanager(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.alertmanager_port)
-    }
-}
-
-impl Drop for Profile<'_> {
-    fn drop(&mut self) {
-        let _ = self.try_run(&["down", "-v", "--remove-orphans", "--timeout", "5"]);
     }
 }
 
