@@ -9,7 +9,7 @@
 //! invariants' key lookups everywhere.
 
 mod invariants;
-mod model;
+pub mod model;
 mod pod_security;
 mod references;
 mod scanners;

@@ -3,7 +3,7 @@
 //! where it stays silent; every recording rule is evaluated by a unit test; the ServiceMonitor
 //! selects the service's Service.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{RUNBOOK_BASE, RUNBOOKS_DIR};
+use crate::manifests::model::string_map;
 
 const SEVERITIES: [&str; 2] = ["page", "ticket"];
 const ANNOTATIONS: [&str; 3] = ["summary", "description", "runbook_url"];
@@ -214,17 +215,6 @@ fn rules(doc: &Value) -> impl Iterator<Item = &Value> {
 
 fn array(value: Option<&Value>) -> &[Value] {
     value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
-}
-
-fn string_map(value: Option<&Value>) -> BTreeMap<&str, &str> {
-    value
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `expr` names the metric `name` as a whole word (not as part of a longer name).
