@@ -106,7 +106,6 @@ pub fn lint(sh: &Shell, clippy_report: Option<&Path>) -> anyhow::Result<()> {
     const MACHETE: &str = "0.9.2";
     anyhow::ensure!(
         cmd!(sh, "cargo machete --version")
-            .env_remove("CARGO_PKG_NAME")
             .quiet()
             .ignore_stdout()
             .ignore_stderr()
@@ -115,12 +114,8 @@ pub fn lint(sh: &Shell, clippy_report: Option<&Path>) -> anyhow::Result<()> {
         "cargo-machete is not installed: `cargo install cargo-machete --locked --version {MACHETE}` \
          (what .ci/run does)"
     );
-    // With CARGO_PKG_NAME in its environment (`cargo run` sets it for xtask), cargo-machete 0.9.2
-    // keeps the `machete` argument cargo passes it and scans a directory of that name: exit code 2,
-    // "No such file or directory", even for --version.
-    cmd!(sh, "cargo machete")
-        .env_remove("CARGO_PKG_NAME")
-        .run()?;
+    // Runs without the CARGO_PKG_* variables `cargo run` set for xtask (see util::shell).
+    cmd!(sh, "cargo machete").run()?;
     Ok(())
 }
 
