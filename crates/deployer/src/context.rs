@@ -9,10 +9,10 @@ use crate::cli::{GlobalArgs, TargetKind};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Ledger};
 use crate::plan::{self, Plan};
+use crate::platform::Target;
+use crate::platform::compose::ComposeTarget;
 use crate::process::Cmd;
 use crate::report::Reporter;
-use crate::target::Target;
-use crate::target::compose::ComposeTarget;
 
 pub struct Context {
     pub reporter: Reporter,

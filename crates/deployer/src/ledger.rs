@@ -36,7 +36,7 @@ pub enum Outcome {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Release {
+pub struct Record {
     pub version: String,
     /// The image id deployed (`sha256:...`), empty for `down`.
     pub image_id: String,
@@ -47,8 +47,25 @@ pub struct Release {
     /// Who ran the deployer (login name).
     pub who: String,
     pub target: String,
-    /// The host port the app was published on.
+    /// The host port the app was published on (Compose; 0 elsewhere).
+    #[serde(default)]
     pub port: u16,
+    /// The image reference deployed (`repository:version`); empty for `down` and in older records.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    /// The release's number in its environment's history (1, 2, ...), where the target numbers them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// The newest database migration the release's image embeds (its `/version` says it), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
+    /// `down --purge-data` deleted the data: the database starts from an empty schema again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub purged_data: bool,
+    /// What the target applied, exactly (Kubernetes: the rendered manifests, without secret values),
+    /// so a rollback re-applies what ran. Not kept in the Compose ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<String>,
 }
 
 pub struct Ledger {
@@ -68,7 +85,7 @@ impl Ledger {
     }
 
     /// Every release, oldest first. A missing ledger is an empty one.
-    pub fn load(&self) -> Result<Vec<Release>> {
+    pub fn load(&self) -> Result<Vec<Record>> {
         let file = match File::open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -92,7 +109,7 @@ impl Ledger {
         Ok(releases)
     }
 
-    pub fn append(&self, release: &Release) -> Result<()> {
+    pub fn append(&self, release: &Record) -> Result<()> {
         if let Some(parent) = self.path.parent() {
             crate::state::create_private_dir(parent)?;
         }
@@ -112,7 +129,7 @@ impl Ledger {
 
 /// The release serving now according to the ledger: the last successful one, unless the
 /// environment was taken down after it.
-pub fn current(releases: &[Release]) -> Option<&Release> {
+pub fn current(releases: &[Record]) -> Option<&Record> {
     for release in releases.iter().rev() {
         match (release.action, release.result) {
             (Action::Down, _) => return None,
@@ -125,7 +142,7 @@ pub fn current(releases: &[Release]) -> Option<&Release> {
 
 /// The release `rollback` returns to: the most recent successful release of a version other
 /// than `running` (so rolling back twice goes back and forth between the last two versions).
-pub fn previous_good<'a>(releases: &'a [Release], running: Option<&str>) -> Option<&'a Release> {
+pub fn previous_good<'a>(releases: &'a [Record], running: Option<&str>) -> Option<&'a Record> {
     releases.iter().rev().find(|release| {
         release.action != Action::Down
             && release.result == Outcome::Ok
@@ -134,7 +151,7 @@ pub fn previous_good<'a>(releases: &'a [Release], running: Option<&str>) -> Opti
 }
 
 /// The last successful release of `version`, for `rollback --to`.
-pub fn last_good_of<'a>(releases: &'a [Release], version: &str) -> Option<&'a Release> {
+pub fn last_good_of<'a>(releases: &'a [Record], version: &str) -> Option<&'a Record> {
     releases.iter().rev().find(|release| {
         release.action != Action::Down
             && release.result == Outcome::Ok
@@ -174,8 +191,8 @@ pub fn format_time(time: OffsetDateTime) -> String {
 mod tests {
     use super::*;
 
-    fn release(version: &str, action: Action, result: Outcome) -> Release {
-        Release {
+    fn release(version: &str, action: Action, result: Outcome) -> Record {
+        Record {
             version: version.into(),
             image_id: format!("sha256:{version}"),
             time: OffsetDateTime::UNIX_EPOCH,
@@ -184,6 +201,11 @@ mod tests {
             who: "tester".into(),
             target: "compose".into(),
             port: 8000,
+            image: String::new(),
+            revision: None,
+            schema_version: None,
+            purged_data: false,
+            manifests: None,
         }
     }
 

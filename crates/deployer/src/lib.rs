@@ -10,11 +10,11 @@ mod error;
 mod http;
 mod ledger;
 mod plan;
+mod platform;
 mod process;
 mod report;
 mod secrets;
 mod state;
-mod target;
 
 use std::process::ExitCode;
 

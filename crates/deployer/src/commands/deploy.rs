@@ -13,8 +13,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger::Action;
 use crate::plan::{self, Plan};
+use crate::platform::Target;
 use crate::report::one_line;
-use crate::target::Target;
 
 /// What a person chose (by flags or by answering the prompts).
 #[derive(Clone, Debug, PartialEq, Eq)]

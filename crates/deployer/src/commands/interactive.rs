@@ -106,7 +106,7 @@ pub fn ask_and_deploy(
 
 fn ask_version(
     ctx: &Context,
-    target: &dyn crate::target::Target,
+    target: &dyn crate::platform::Target,
     env: &str,
     theme: &ColorfulTheme,
 ) -> Result<(String, bool)> {

@@ -11,10 +11,10 @@ use crate::context::Context;
 use crate::docker;
 use crate::error::{Error, Result};
 use crate::http;
-use crate::ledger::{self, Action, Outcome, Release};
+use crate::ledger::{self, Action, Outcome, Record};
 use crate::plan::Plan;
+use crate::platform::{Diagnosis, Target};
 use crate::process::Cmd;
-use crate::target::{Diagnosis, Target};
 
 /// Brings the plan's release up, or explains why not and restores what ran before.
 pub fn release(ctx: &Context, target: &dyn Target, plan: &Plan, action: Action) -> Result<()> {
@@ -107,7 +107,7 @@ pub fn release(ctx: &Context, target: &dyn Target, plan: &Plan, action: Action) 
 
 /// The release to restore after `failed` did not become healthy: what ran before (unless it was
 /// the failed version itself), else the last good release of another version.
-pub fn restore_target(before: Option<&str>, failed: &str, releases: &[Release]) -> Option<String> {
+pub fn restore_target(before: Option<&str>, failed: &str, releases: &[Record]) -> Option<String> {
     before
         .filter(|v| *v != failed)
         .map(str::to_string)
@@ -120,7 +120,7 @@ fn check_release(
     ctx: &Context,
     target: &dyn Target,
     plan: &Plan,
-) -> Result<(String, Option<String>, Vec<Release>)> {
+) -> Result<(String, Option<String>, Vec<Record>)> {
     target.preflight(plan)?;
     let image_id = docker::image_id(&plan.app_image())?.ok_or_else(|| {
         Error::prerequisite(
@@ -230,7 +230,7 @@ pub fn record(
     action: Action,
     result: Outcome,
 ) -> Result<()> {
-    ctx.ledger(&plan.env).append(&Release {
+    ctx.ledger(&plan.env).append(&Record {
         version: plan.version.clone(),
         image_id: image_id.to_string(),
         time: OffsetDateTime::now_utc(),
@@ -239,6 +239,11 @@ pub fn record(
         who: ledger::who(),
         target: target.name().to_string(),
         port: plan.port,
+        image: String::new(),
+        revision: None,
+        schema_version: None,
+        purged_data: false,
+        manifests: None,
     })
 }
 
@@ -303,8 +308,8 @@ fn ensure_db_image(plan: &Plan) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn ok(version: &str) -> Release {
-        Release {
+    fn ok(version: &str) -> Record {
+        Record {
             version: version.into(),
             image_id: String::new(),
             time: OffsetDateTime::UNIX_EPOCH,
@@ -313,6 +318,11 @@ mod tests {
             who: "t".into(),
             target: "compose".into(),
             port: 8000,
+            image: String::new(),
+            revision: None,
+            schema_version: None,
+            purged_data: false,
+            manifests: None,
         }
     }
 

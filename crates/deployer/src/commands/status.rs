@@ -7,9 +7,9 @@ use serde_json::json;
 use crate::cli::{HistoryArgs, TargetArg};
 use crate::context::Context;
 use crate::error::Result;
-use crate::ledger::{self, Outcome, Release};
+use crate::ledger::{self, Outcome, Record};
+use crate::platform::Live;
 use crate::report::one_line;
-use crate::target::Live;
 
 pub fn status(ctx: &Context, args: TargetArg) -> Result<()> {
     let target = ctx.target(args.target)?;
@@ -56,7 +56,7 @@ pub fn history(ctx: &Context, args: HistoryArgs) -> Result<()> {
 
 /// `status` for a person. Every value read from the engine or the ledger is shown through
 /// [`one_line`]: a hand-edited ledger or an odd label cannot send escape sequences to the terminal.
-fn status_text(env: &str, project: &str, live: &Live, last: Option<&Release>) -> String {
+fn status_text(env: &str, project: &str, live: &Live, last: Option<&Record>) -> String {
     match &live.app {
         None => format!(
             "{env}: nothing is running (project {project}){}",
@@ -85,7 +85,7 @@ fn status_text(env: &str, project: &str, live: &Live, last: Option<&Release>) ->
 
 /// `history` for a person: one release per line, every ledger field through [`one_line`] (the
 /// ledger is a file a person may edit, and a field may hold a line break or an escape sequence).
-fn history_table(env: &str, releases: &[Release]) -> String {
+fn history_table(env: &str, releases: &[Record]) -> String {
     if releases.is_empty() {
         return format!("{env}: no release yet");
     }
@@ -127,7 +127,7 @@ mod tests {
 
     /// A ledger a person edited by hand: escape sequences, a carriage return, a bell, a C1 CSI and
     /// a line break in the fields a table shows.
-    fn hostile_ledger() -> Vec<Release> {
+    fn hostile_ledger() -> Vec<Record> {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path());
         let line = r#"{"version":"1.0.0\u001b[2J","image_id":"sha256:\u001b]0;pwned\u0007","time":"2026-01-02T03:04:05Z","action":"deploy","result":"ok","who":"eve\r\u009b31mroot\nfake row","target":"compose\u001b[1A","port":8000}"#;

@@ -3,6 +3,7 @@
 //! Docker Compose is the first implementation; Kubernetes is planned.
 
 pub mod compose;
+pub mod kubernetes;
 
 use std::time::Instant;
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::platform::Check;
 use crate::process::Cmd;
-use crate::target::Check;
 
 pub fn disk_check() -> Check {
     let name = "disk space";

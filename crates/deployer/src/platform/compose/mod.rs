@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crate::docker::{self, ContainerState};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, SERVICE_PORT};
+use crate::platform::{Check, Diagnosis, Live, Target, redact};
 use crate::process::Cmd;
 use crate::report::Step;
 use crate::secrets::{self, SecretFile};
-use crate::target::{Check, Diagnosis, Live, Target, redact};
 
 mod checks;
 mod diagnosis;
