@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::facts::{DEFAULT_DB_IMAGE, PRODUCT};
 use crate::plan;
 use crate::report::OutputFormat;
 
@@ -13,9 +14,10 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  unexpected failure (I/O, a tool answered something unexpected)
-  2  usage: bad or missing flags, no terminal to ask on, or a target that does not exist yet
-  3  prerequisite missing: Docker or Compose unreachable, port taken, image absent (the message says the fix)
-  4  deploy failed: not healthy in time; the previous release was restored and serves again
+  2  usage: bad or missing flags, no terminal to ask on, a refused rollback (the message says why)
+  3  prerequisite missing: Docker, Compose or the cluster unreachable, port taken, image absent (the message
+     says the fix)
+  4  deploy failed: not healthy; the previous release was restored and serves again (or there was none)
   5  deploy failed and restoring the previous release failed too: a person must look (`deployer status`)
 
 Without a subcommand, on a terminal, the deployer asks: platform, environment, version (the running
@@ -25,7 +27,7 @@ one is the default), shows a summary, deploys, and prints the equivalent command
 #[command(
     name = "deployer",
     version,
-    about = "Builds the infra-challenge image and deploys it to Docker Compose (Kubernetes: planned)",
+    about = "Builds the infra-challenge image and deploys it to Docker Compose or Kubernetes",
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -59,12 +61,19 @@ pub struct GlobalArgs {
         long,
         env = "DEPLOYER_DB_IMAGE",
         global = true,
-        default_value = "mysql:8.4"
+        default_value = DEFAULT_DB_IMAGE
     )]
     pub db_image: String,
-    /// App image repository (the version is the tag).
-    #[arg(long, env = "DEPLOYER_REPOSITORY", global = true, default_value = plan::PRODUCT)]
+    /// App image repository (the version is the tag); for a cluster, the registry it pulls from
+    /// (REGISTRY/NAME, e.g. registry.example:5000/team/infra-challenge).
+    #[arg(long, env = "DEPLOYER_REPOSITORY", global = true, default_value = PRODUCT)]
     pub repository: String,
+    /// Kubernetes: the kubeconfig context to use [default: the current context].
+    #[arg(long, env = "DEPLOYER_KUBE_CONTEXT", global = true)]
+    pub context: Option<String>,
+    /// Kubernetes: take over fields another field manager owns (server-side apply conflicts).
+    #[arg(long, global = true)]
+    pub force_conflicts: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,9 +86,9 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// What runs now: version, health, URL, since when.
     Status(TargetArg),
-    /// The release ledger of the environment.
+    /// The release history of the environment.
     History(HistoryArgs),
-    /// Container logs.
+    /// Container (or pod) logs.
     Logs(LogsArgs),
     /// Stop the environment; data volumes are kept unless --purge-data.
     Down(DownArgs),
@@ -93,7 +102,7 @@ pub enum Command {
 pub enum TargetKind {
     /// Docker Compose on the local engine.
     Compose,
-    /// Kubernetes (not available yet).
+    /// Kubernetes: the cluster of the kubeconfig context (`--context`).
     Kubernetes,
 }
 
@@ -158,12 +167,17 @@ pub struct RollbackArgs {
     /// Version to return to [default: the previous good release].
     #[arg(long)]
     pub to: Option<String>,
+    /// Roll back even to an image whose migrations are older than the database's schema.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, default_value = "120s", value_parser = parse_timeout)]
     pub timeout: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct HistoryArgs {
+    #[arg(long, value_enum, default_value = "compose")]
+    pub target: TargetKind,
     /// Show only the last N releases.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -179,7 +193,10 @@ pub struct LogsArgs {
     /// Lines to show from the end of each log.
     #[arg(long, default_value_t = 100)]
     pub tail: usize,
-    /// Only this service (app or db).
+    /// Kubernetes: the previous container's log (the one that crashed).
+    #[arg(long)]
+    pub previous: bool,
+    /// Only this service (Compose: app or db; Kubernetes: app, migrate or db).
     pub service: Option<String>,
 }
 
@@ -187,7 +204,8 @@ pub struct LogsArgs {
 pub struct DownArgs {
     #[arg(long, value_enum, default_value = "compose")]
     pub target: TargetKind,
-    /// Also delete the database volume (asks for confirmation unless --yes).
+    /// Also delete the database's data (Compose: its volume; Kubernetes: its volume claims and the
+    /// generated Secrets). Asks for confirmation unless --yes.
     #[arg(long)]
     pub purge_data: bool,
     /// Do not ask for confirmation.

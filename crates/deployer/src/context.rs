@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::cli::{GlobalArgs, TargetKind};
 use crate::error::{Error, Result};
+use crate::facts::{COMPOSE_FILE, DEFAULT_DB_IMAGE, PRODUCT};
 use crate::ledger::{self, Ledger};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Environment};
 use crate::platform::Target;
 use crate::platform::compose::ComposeTarget;
 use crate::process::Cmd;
@@ -65,7 +66,10 @@ impl Context {
 
     pub fn target(&self, kind: TargetKind) -> Result<Box<dyn Target>> {
         match kind {
-            TargetKind::Compose => Ok(Box::new(ComposeTarget::new(&self.project_dir))),
+            TargetKind::Compose => Ok(Box::new(ComposeTarget::new(
+                &self.project_dir,
+                &self.state_dir,
+            ))),
             TargetKind::Kubernetes => Err(Error::usage(
                 "the Kubernetes target is not available yet (it is planned); deploy with Docker Compose: \
                  `deployer deploy --target compose ...`",
@@ -73,30 +77,32 @@ impl Context {
         }
     }
 
-    /// The plan for `version` in `env`: port from `--port`, else the environment's last release.
-    pub fn plan(&self, env: &str, version: &str, timeout: Duration) -> Result<Plan> {
+    /// The environment `env`: port from `--port`, else the port of its last release on this
+    /// machine (the Compose ledger), else the default.
+    pub fn environment(&self, env: &str) -> Result<Environment> {
         let releases = self.ledger(env).load()?;
         let last_port = releases.last().map(|r| r.port);
-        Ok(Plan {
-            env: env.to_string(),
-            version: plan::parse_version(version)?,
+        Ok(Environment {
+            name: env.to_string(),
             app_repository: self.global.repository.clone(),
             db_image: self.global.db_image.clone(),
             port: plan::choose_port(self.global.port, last_port),
             secrets_dir: self.env_dir(env).join("secrets"),
-            timeout,
         })
     }
 
-    /// The version running in `env` (live first, then the ledger), if any.
-    pub fn running_version(&self, target: &dyn Target, env: &str) -> Result<Option<String>> {
-        let probe = self.plan(env, "probe", Duration::from_secs(1))?;
-        let live = target.live(&probe)?;
+    /// The version running in `env` (live first, then the history), if any.
+    pub fn running_version(
+        &self,
+        target: &dyn Target,
+        env: &Environment,
+    ) -> Result<Option<String>> {
+        let live = target.live(env)?;
         if live.version.is_some() {
             return Ok(live.version);
         }
-        let releases = self.ledger(env).load()?;
-        Ok(ledger::current(&releases)
+        let records = target.history(env)?;
+        Ok(ledger::current(&records)
             .filter(|_| !live.services.is_empty())
             .map(|r| r.version.clone()))
     }
@@ -119,10 +125,13 @@ impl Context {
         if let Some(port) = self.global.port {
             flags.push(format!("--port {port}"));
         }
-        if self.global.db_image != "mysql:8.4" {
+        if let Some(context) = &self.global.context {
+            flags.push(format!("--context {}", shell_quote(context)));
+        }
+        if self.global.db_image != DEFAULT_DB_IMAGE {
             flags.push(format!("--db-image {}", shell_quote(&self.global.db_image)));
         }
-        if self.global.repository != plan::PRODUCT {
+        if self.global.repository != PRODUCT {
             flags.push(format!(
                 "--repository {}",
                 shell_quote(&self.global.repository)
@@ -148,7 +157,7 @@ pub fn shell_quote(word: &str) -> String {
 /// The enclosing git work tree when it holds the Compose file, else the tree the deployer was
 /// built from (so `cargo run -p deployer` works from any directory of the checkout).
 fn default_project_dir() -> PathBuf {
-    let compose = |dir: &Path| dir.join("deploy/compose/compose.yaml").is_file();
+    let compose = |dir: &Path| dir.join(COMPOSE_FILE).is_file();
     if let Ok(top) = Cmd::new("git")
         .args(["rev-parse", "--show-toplevel"])
         .checked(Duration::from_secs(10))

@@ -18,6 +18,28 @@ pub mod exit {
     pub const ROLLBACK_FAILED: u8 = 5;
 }
 
+/// What happened to the previous release after a release failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// The previous release was brought back and serves again.
+    Restored { version: String },
+    /// There was no earlier release to restore (a first deploy): the failed one is left for inspection.
+    Nothing,
+    /// Bringing the previous release back failed too: a person must look.
+    Failed { version: String },
+}
+
+impl Restore {
+    /// The name in `--output json` error events.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Restore::Restored { .. } => "restored",
+            Restore::Nothing => "nothing_to_restore",
+            Restore::Failed { .. } => "failed",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The command line cannot be carried out as given; the message says which flag to pass.
@@ -26,9 +48,9 @@ pub enum Error {
     /// Something the deployer needs is missing; the message says how to fix it.
     #[error("{problem}\n  fix: {fix}")]
     Prerequisite { problem: String, fix: String },
-    /// A deploy did not become healthy; `restored` tells whether the previous release serves again.
+    /// A deploy did not become healthy; `restore` tells what happened to the release before it.
     #[error("{message}")]
-    DeployFailed { message: String, restored: bool },
+    DeployFailed { message: String, restore: Restore },
     /// An external command failed in a way we did not foresee.
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },
@@ -63,10 +85,11 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Prerequisite { .. } => exit::PREREQUISITE,
-            Error::DeployFailed { restored: true, .. } => exit::DEPLOY_FAILED,
             Error::DeployFailed {
-                restored: false, ..
+                restore: Restore::Failed { .. },
+                ..
             } => exit::ROLLBACK_FAILED,
+            Error::DeployFailed { .. } => exit::DEPLOY_FAILED,
             Error::Command { .. } | Error::Io { .. } | Error::Other(_) => exit::FAILURE,
         }
     }
@@ -76,10 +99,11 @@ impl Error {
         match self {
             Error::Usage(_) => "usage",
             Error::Prerequisite { .. } => "prerequisite",
-            Error::DeployFailed { restored: true, .. } => "deploy_failed",
             Error::DeployFailed {
-                restored: false, ..
+                restore: Restore::Failed { .. },
+                ..
             } => "rollback_failed",
+            Error::DeployFailed { .. } => "deploy_failed",
             Error::Command { .. } => "command",
             Error::Io { .. } => "io",
             Error::Other(_) => "other",
@@ -104,12 +128,16 @@ mod tests {
             Error::prerequisite("x", "y").exit_code(),
             Error::DeployFailed {
                 message: "x".into(),
-                restored: true,
+                restore: Restore::Restored {
+                    version: "1".into(),
+                },
             }
             .exit_code(),
             Error::DeployFailed {
                 message: "x".into(),
-                restored: false,
+                restore: Restore::Failed {
+                    version: "1".into(),
+                },
             }
             .exit_code(),
             Error::Other("x".into()).exit_code(),
@@ -119,6 +147,17 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), codes.len(), "{codes:?}");
         assert!(!codes.contains(&exit::OK));
+    }
+
+    #[test]
+    fn a_failed_first_release_is_a_failed_deploy_with_nothing_restored() {
+        let error = Error::DeployFailed {
+            message: "x".into(),
+            restore: Restore::Nothing,
+        };
+        assert_eq!(error.exit_code(), exit::DEPLOY_FAILED);
+        assert_eq!(error.kind(), "deploy_failed");
+        assert_eq!(Restore::Nothing.name(), "nothing_to_restore");
     }
 
     #[test]

@@ -9,6 +9,10 @@ use serde_json::Value;
 pub struct Smoke {
     /// `version` from GET /version.
     pub version: String,
+    /// The newest migration the release's image embeds (`schema_version`), when it says.
+    pub schema_version: Option<i64>,
+    /// The newest migration applied in its database (`database_schema_version`), when it says.
+    pub database_schema_version: Option<i64>,
 }
 
 fn agent() -> ureq::Agent {
@@ -35,21 +39,37 @@ fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value), String> {
     ))
 }
 
-/// GET /readyz must be 200, GET /api/tasks must list tasks, GET /version names the version.
+/// GET /readyz must be 200, GET /api/tasks must list tasks, GET /version names the version;
+/// over plain HTTP at `base_url` (a published port).
 pub fn smoke_test(base_url: &str) -> Result<Smoke, String> {
     let agent = agent();
-    let (status, body) = get_json(&agent, &format!("{base_url}/readyz"))?;
+    smoke_test_with(|path| get_json(&agent, &format!("{base_url}{path}")))
+}
+
+/// The smoke test over any transport: `get` answers a path (`/readyz`) with a status and a body
+/// (plain HTTP on Compose, the API server's service proxy on Kubernetes).
+pub fn smoke_test_with(
+    mut get: impl FnMut(&str) -> Result<(u16, Value), String>,
+) -> Result<Smoke, String> {
+    let (status, body) = get("/readyz")?;
     if status != 200 {
         return Err(format!("GET /readyz answered {status}: {body}"));
     }
-    let (status, body) = get_json(&agent, &format!("{base_url}/api/tasks?limit=1"))?;
+    let (status, body) = get("/api/tasks?limit=1")?;
     if status != 200 || !body.get("items").is_some_and(Value::is_array) {
         return Err(format!("GET /api/tasks answered {status}: {body}"));
     }
-    let (status, body) = get_json(&agent, &format!("{base_url}/version"))?;
+    let (status, body) = get("/version")?;
+    parse_version(status, &body)
+}
+
+/// What `GET /version` says, or why it is not an answer.
+pub fn parse_version(status: u16, body: &Value) -> Result<Smoke, String> {
     match body.get("version").and_then(Value::as_str) {
         Some(version) if status == 200 => Ok(Smoke {
             version: version.to_string(),
+            schema_version: body.get("schema_version").and_then(Value::as_i64),
+            database_schema_version: body.get("database_schema_version").and_then(Value::as_i64),
         }),
         _ => Err(format!("GET /version answered {status}: {body}")),
     }
@@ -91,6 +111,22 @@ mod tests {
         // /readyz 200, then `{}` where the task page (with `items`) should be.
         let error = smoke_test(&serve(2, "HTTP/1.1 200 OK")).unwrap_err();
         assert!(error.contains("GET /api/tasks answered 200"), "{error}");
+    }
+
+    #[test]
+    fn version_answers_carry_the_schema_versions_when_the_service_tells_them() {
+        let body = serde_json::json!({"version": "1.2.0", "git_sha": "abc", "build_date": "x",
+            "schema_version": 20261126000002_i64, "database_schema_version": null});
+        let smoke = parse_version(200, &body).unwrap();
+        assert_eq!(smoke.version, "1.2.0");
+        assert_eq!(smoke.schema_version, Some(20261126000002));
+        assert_eq!(smoke.database_schema_version, None);
+        let older = parse_version(200, &serde_json::json!({"version": "0.9.0"})).unwrap();
+        assert_eq!(
+            older.schema_version, None,
+            "an older service says nothing of its schema"
+        );
+        assert!(parse_version(503, &body).is_err());
     }
 
     #[test]

@@ -6,13 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-
-/// The product name: image repository, Compose project prefix, state directory name.
-pub const PRODUCT: &str = "infra-challenge";
-/// The port the service listens on inside its container.
-pub const SERVICE_PORT: u16 = 8000;
-/// The host port used when neither `--port` nor an earlier release of the environment says otherwise.
-pub const DEFAULT_HOST_PORT: u16 = 8000;
+use crate::facts::{DEFAULT_HOST_PORT, PRODUCT};
 /// Environments offered first; any name of the same shape is accepted.
 pub const SUGGESTED_ENVS: [&str; 3] = ["dev", "qa", "prod"];
 
@@ -128,39 +122,50 @@ pub fn version_choices(running: Option<&str>, local: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Everything a deploy needs, decided before anything runs.
+/// An environment, whatever runs in it: where it lives and what it is made of. `status`, `down`,
+/// `logs` and `doctor` need only this; a deploy adds a [`Release`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
-    pub env: String,
-    pub version: String,
+pub struct Environment {
+    pub name: String,
     /// The app image repository (`infra-challenge`, or `registry/infra-challenge`).
     pub app_repository: String,
     pub db_image: String,
+    /// The host port the app is published on (Compose).
     pub port: u16,
+    /// Where the environment's generated secrets live on this machine (Compose).
     pub secrets_dir: PathBuf,
-    pub timeout: Duration,
 }
 
-impl Plan {
+impl Environment {
+    /// The Compose project of the environment.
     pub fn project(&self) -> String {
-        project_name(&self.env)
+        project_name(&self.name)
     }
 
-    pub fn app_image(&self) -> String {
-        format!("{}:{}", self.app_repository, self.version)
-    }
-
+    /// The URL the app is published on (Compose).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The same plan for another version (what a rollback applies).
-    pub fn with_version(&self, version: &str) -> Plan {
-        Plan {
+    /// A release of `version` in this environment.
+    pub fn release(&self, version: &str) -> Release {
+        Release {
             version: version.to_string(),
-            ..self.clone()
+            image: format!("{}:{version}", self.app_repository),
+            manifests: None,
         }
     }
+}
+
+/// One release: the version and image to run, and when it is a return to an earlier release on a
+/// target that records what it applied, exactly that.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    pub version: String,
+    /// `repository:version`.
+    pub image: String,
+    /// What an earlier release applied (from its record): re-applied as is instead of rendering.
+    pub manifests: Option<String>,
 }
 
 #[cfg(test)]
@@ -244,19 +249,18 @@ mod tests {
     }
 
     #[test]
-    fn rollback_plan_changes_only_the_version() {
-        let plan = Plan {
-            env: "dev".into(),
-            version: "2".into(),
-            app_repository: PRODUCT.into(),
-            db_image: "mysql:8.4".into(),
+    fn a_release_of_an_environment_names_its_image_by_version() {
+        let env = Environment {
+            name: "dev".into(),
+            app_repository: "registry.example/team/infra-challenge".into(),
+            db_image: crate::facts::DEFAULT_DB_IMAGE.into(),
             port: 8080,
             secrets_dir: "/s".into(),
-            timeout: Duration::from_secs(60),
         };
-        let back = plan.with_version("1");
-        assert_eq!(back.app_image(), "infra-challenge:1");
-        assert_eq!(back.project(), plan.project());
-        assert_eq!(back.url(), "http://127.0.0.1:8080");
+        let release = env.release("1.2.3");
+        assert_eq!(release.image, "registry.example/team/infra-challenge:1.2.3");
+        assert_eq!(release.manifests, None);
+        assert_eq!(env.project(), "infra-challenge-dev");
+        assert_eq!(env.url(), "http://127.0.0.1:8080");
     }
 }

@@ -74,6 +74,24 @@ impl Cmd {
         self
     }
 
+    /// Program and arguments: what the command would run, as a value a unit test can assert.
+    #[cfg(test)]
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    /// The value the command would get for an environment variable it sets.
+    #[cfg(test)]
+    pub fn env_value(&self, key: &str) -> Option<String> {
+        self.envs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+    }
+
     /// The command as a person would type it (environment left out: it may hold paths to secrets).
     pub fn display(&self) -> String {
         let mut text = self.program.clone();

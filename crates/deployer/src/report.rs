@@ -163,10 +163,13 @@ impl Reporter {
 
     pub fn error(&self, error: &Error) {
         match self.format {
-            OutputFormat::Json => self.emit(
-                "error",
-                json!({ "kind": error.kind(), "exit_code": error.exit_code(), "message": error.to_string() }),
-            ),
+            OutputFormat::Json => {
+                let mut fields = json!({ "kind": error.kind(), "exit_code": error.exit_code(), "message": error.to_string() });
+                if let Error::DeployFailed { restore, .. } = error {
+                    fields["restore"] = json!(restore.name());
+                }
+                self.emit("error", fields)
+            }
             OutputFormat::Text => eprintln!("error: {}", printable(&error.to_string())),
         }
     }

@@ -1,5 +1,5 @@
-//! `deployer deploy`, and the release procedure `rollback` shares: preflight, secrets, apply,
-//! wait for health, smoke test, ledger; on failure explain why and restore the previous release.
+//! `deployer deploy`: the choices (from flags or prompts), a confirmation, then the release
+//! procedure of `crate::ops::release`.
 
 use std::time::Duration;
 
@@ -7,12 +7,12 @@ use dialoguer::Confirm;
 use dialoguer::theme::ColorfulTheme;
 
 use crate::cli::{DeployArgs, TargetKind};
-use crate::commands::release::release;
 use crate::commands::{build, interactive};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger::Action;
-use crate::plan::{self, Plan};
+use crate::ops::release::release;
+use crate::plan::{self, Environment, Release};
 use crate::platform::Target;
 use crate::report::one_line;
 
@@ -79,7 +79,8 @@ pub fn execute(
     allow_dirty: bool,
 ) -> Result<()> {
     let target = ctx.target(choices.target)?;
-    let plan = ctx.plan(&choices.env, &choices.version, timeout)?;
+    let env = ctx.environment(&choices.env)?;
+    let plan = env.release(&plan::parse_version(&choices.version)?);
     if !yes {
         if !ctx.terminal {
             return Err(Error::usage(
@@ -87,7 +88,7 @@ pub fn execute(
             ));
         }
         ctx.reporter
-            .info(&summary(ctx, target.as_ref(), &plan, choices.build));
+            .info(&summary(ctx, target.as_ref(), &env, &plan, choices.build));
         let go = Confirm::with_theme(&ColorfulTheme::default())
             .with_prompt("Deploy?")
             .default(true)
@@ -101,35 +102,38 @@ pub fn execute(
     if choices.build {
         build::build_image(ctx, &plan.version, allow_dirty, None)?;
     }
-    release(ctx, target.as_ref(), &plan, Action::Deploy)
+    release(ctx, target.as_ref(), &env, &plan, Action::Deploy, timeout)
 }
 
 /// The plan in a few lines, for the confirmation prompt.
-pub fn summary(ctx: &Context, target: &dyn Target, plan: &Plan, build: bool) -> String {
+pub fn summary(
+    ctx: &Context,
+    target: &dyn Target,
+    env: &Environment,
+    plan: &Release,
+    build: bool,
+) -> String {
     let running = ctx
-        .running_version(target, &plan.env)
+        .running_version(target, env)
         .ok()
         .flatten()
         .map(|v| format!(" (running now: {})", one_line(&v)))
         .unwrap_or_else(|| " (nothing running yet)".to_string());
     let image = if build {
-        format!("{} (built from the work tree first)", plan.app_image())
+        format!("{} (built from the work tree first)", plan.image)
     } else {
-        plan.app_image()
+        plan.image.clone()
     };
     format!(
         "\n  platform:    {}\n  environment: {} (project {})\n  version:     {}{running}\n  image:       {image}\n  \
          database:    {}\n  URL:         {}\n  state:       {}\n",
-        match target.name() {
-            "compose" => "Docker Compose",
-            other => other,
-        },
-        plan.env,
-        plan.project(),
+        target.title(),
+        env.name,
+        env.project(),
         plan.version,
-        plan.db_image,
-        plan.url(),
-        ctx.env_dir(&plan.env).display()
+        env.db_image,
+        env.url(),
+        ctx.env_dir(&env.name).display()
     )
 }
 

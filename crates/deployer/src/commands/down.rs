@@ -1,32 +1,25 @@
 //! `deployer down` and `deployer logs`.
 
-use std::time::Duration;
-
 use dialoguer::Confirm;
 use dialoguer::theme::ColorfulTheme;
 use serde_json::json;
 
 use crate::cli::{DownArgs, LogsArgs};
-use crate::commands::release;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ledger::{Action, Outcome};
+use crate::ops::release;
+use crate::platform::LogOptions;
 
 pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
     let target = ctx.target(args.target)?;
-    let env = ctx.env_or_default();
+    let plan = ctx.environment(&ctx.env_or_default())?;
+    let env = plan.name.clone();
     if args.purge_data && !args.yes && !ctx.terminal {
         return Err(Error::usage(
             "--purge-data deletes the database for good: pass --yes as well to confirm without a terminal",
         ));
     }
-    crate::docker::engine_version()?;
-    let running = ctx.running_version(target.as_ref(), &env)?;
-    let plan = ctx.plan(
-        &env,
-        running.as_deref().unwrap_or("none"),
-        Duration::from_secs(180),
-    )?;
+    let running = ctx.running_version(target.as_ref(), &plan)?;
     if args.purge_data && !args.yes {
         let confirmed = Confirm::with_theme(&ColorfulTheme::default())
             .with_prompt(format!(
@@ -51,7 +44,15 @@ pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
     } else {
         "containers removed, data kept"
     });
-    release::record(ctx, target.as_ref(), &plan, "", Action::Down, Outcome::Ok)?;
+    target.record(
+        &plan,
+        release::down_record(
+            target.as_ref(),
+            &plan,
+            running.as_deref().unwrap_or("none"),
+            args.purge_data,
+        ),
+    )?;
     ctx.reporter.result(
         json!({ "env": env, "project": plan.project(), "purged_data": args.purge_data }),
         || {
@@ -67,14 +68,14 @@ pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
 
 pub fn logs(ctx: &Context, args: LogsArgs) -> Result<()> {
     let target = ctx.target(args.target)?;
-    let env = ctx.env_or_default();
-    let running = ctx.running_version(target.as_ref(), &env)?;
-    let plan = ctx.plan(
-        &env,
-        running.as_deref().unwrap_or("none"),
-        Duration::from_secs(1),
-    )?;
-    let code = target.logs(&plan, args.follow, args.tail, args.service.as_deref())?;
+    let env = ctx.environment(&ctx.env_or_default())?;
+    let options = LogOptions {
+        follow: args.follow,
+        tail: args.tail,
+        previous: args.previous,
+        service: args.service,
+    };
+    let code = target.logs(&env, &options)?;
     if code == 0 {
         Ok(())
     } else {

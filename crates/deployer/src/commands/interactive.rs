@@ -67,7 +67,6 @@ pub fn ask_and_deploy(
             }
         }
     };
-    // Says plainly when the platform does not exist yet, before asking anything else.
     let target_impl = ctx.target(target)?;
 
     let env = match &ctx.env {
@@ -110,8 +109,9 @@ fn ask_version(
     env: &str,
     theme: &ColorfulTheme,
 ) -> Result<(String, bool)> {
-    let running = ctx.running_version(target, env)?;
-    let local = docker::local_tags(&ctx.global.repository)?;
+    let environment = ctx.environment(env)?;
+    let running = ctx.running_version(target, &environment)?;
+    let local = target.known_versions(&environment)?;
     let choices = plan::version_choices(running.as_deref(), &local);
     let mut labels: Vec<String> = choices
         .iter()

@@ -4,7 +4,6 @@ pub mod build;
 pub mod deploy;
 pub mod down;
 pub mod interactive;
-pub mod release;
 pub mod render;
 pub mod rollback;
 pub mod status;

@@ -1,28 +1,30 @@
 //! `deployer render` (what would be applied) and `deployer doctor` (prerequisites).
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::cli::{RenderArgs, TargetArg};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::plan;
 
 pub fn render(ctx: &Context, args: RenderArgs) -> Result<()> {
     let target = ctx.target(args.target)?;
-    let env = ctx.env_or_default();
+    let environment = ctx.environment(&ctx.env_or_default())?;
+    let env = environment.name.clone();
     let version = match args.version {
-        Some(version) => version,
-        None => ctx.running_version(target.as_ref(), &env)?.ok_or_else(|| {
-            Error::usage(format!(
-                "nothing runs in {env}: pass --version V to render that version"
-            ))
-        })?,
+        Some(version) => plan::parse_version(&version)?,
+        None => ctx
+            .running_version(target.as_ref(), &environment)?
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "nothing runs in {env}: pass --version V to render that version"
+                ))
+            })?,
     };
-    let plan = ctx.plan(&env, &version, Duration::from_secs(1))?;
-    let text = target.render(&plan)?;
+    let release = environment.release(&version);
+    let text = target.render(&environment, &release)?;
     ctx.reporter.result(
-        json!({ "env": env, "version": plan.version, "target": target.name(), "config": text }),
+        json!({ "env": env, "version": release.version, "target": target.name(), "config": text }),
         || text.clone(),
     );
     Ok(())
@@ -30,9 +32,9 @@ pub fn render(ctx: &Context, args: RenderArgs) -> Result<()> {
 
 pub fn doctor(ctx: &Context, args: TargetArg) -> Result<()> {
     let target = ctx.target(args.target)?;
-    let env = ctx.env_or_default();
-    let plan = ctx.plan(&env, "probe", Duration::from_secs(1))?;
-    let checks = target.doctor(&plan);
+    let environment = ctx.environment(&ctx.env_or_default())?;
+    let env = environment.name.clone();
+    let checks = target.doctor(&environment);
     let failed: Vec<&str> = checks
         .iter()
         .filter(|c| !c.ok)
@@ -61,7 +63,10 @@ pub fn doctor(ctx: &Context, args: TargetArg) -> Result<()> {
     } else {
         Err(Error::prerequisite(
             format!("{} check(s) failed: {}", failed.len(), failed.join(", ")),
-            "apply the fixes listed above, then run `deployer doctor` again",
+            format!(
+                "apply the fixes listed above, then run `deployer doctor --target {}` again",
+                target.name()
+            ),
         ))
     }
 }

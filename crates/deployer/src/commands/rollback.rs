@@ -1,39 +1,50 @@
-//! `deployer rollback [--to V]`: deploy an earlier good release again.
+//! `deployer rollback [--to V]`: deploy an earlier good release again, exactly as it ran.
 
 use crate::cli::RollbackArgs;
-use crate::commands::release;
 use crate::context::Context;
-use crate::error::{Error, Result};
-use crate::ledger::{self, Action};
+use crate::error::Result;
+use crate::ledger::Action;
+use crate::ops::{release, rollback};
 use crate::report::one_line;
 
 pub fn run(ctx: &Context, args: RollbackArgs) -> Result<()> {
     let target = ctx.target(args.target)?;
-    let env = ctx.env_or_default();
-    let releases = ctx.ledger(&env).load()?;
+    let env = ctx.environment(&ctx.env_or_default())?;
+    target.preflight(&env)?;
+    let records = target.history(&env)?;
     let running = ctx.running_version(target.as_ref(), &env)?;
-    let release = match &args.to {
-        Some(version) => ledger::last_good_of(&releases, version).ok_or_else(|| {
-            Error::usage(format!(
-                "{version} was never deployed successfully to {env}: see `deployer history --env {env}`, or deploy \
-                 it with `deployer deploy --target {} --env {env} --version {version}`",
-                target.name()
-            ))
-        })?,
-        None => ledger::previous_good(&releases, running.as_deref()).ok_or_else(|| {
-            Error::usage(format!(
-                "no earlier good release of {env} to return to (see `deployer history --env {env}`)"
-            ))
-        })?,
-    };
-    let plan = ctx.plan(&env, &release.version, args.timeout)?;
+    let record = rollback::choose(
+        &records,
+        args.to.as_deref(),
+        running.as_deref(),
+        &env.name,
+        target.name(),
+    )?;
+    // The schema the database has: the running service says it; else the history does.
+    let live_schema = target
+        .smoke(&env)
+        .ok()
+        .and_then(|smoke| smoke.database_schema_version);
+    let database = rollback::database_schema(live_schema, &records);
+    if let Some(warning) = rollback::schema_guard(record, database, args.force)? {
+        ctx.reporter.warn(&warning);
+    }
+    let plan = release::release_of(&env, &record.version, &records);
     ctx.reporter.info(&format!(
-        "rolling {env} back from {} to {} (deployed {} by {})",
+        "rolling {} back from {} to {} (deployed {} by {})",
+        env.name,
         running.as_deref().unwrap_or("nothing"),
-        release.version,
-        crate::ledger::format_time(release.time),
-        // The ledger is a file a person may edit: its login name is shown, never interpreted.
-        one_line(&release.who)
+        one_line(&record.version),
+        crate::ledger::format_time(record.time),
+        // The history is data a person may edit: its login name is shown, never interpreted.
+        one_line(&record.who)
     ));
-    release::release(ctx, target.as_ref(), &plan, Action::Rollback)
+    release::release(
+        ctx,
+        target.as_ref(),
+        &env,
+        &plan,
+        Action::Rollback,
+        args.timeout,
+    )
 }

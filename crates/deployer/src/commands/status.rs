@@ -1,7 +1,5 @@
 //! `deployer status` (read from the live deployment) and `deployer history` (the ledger).
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::cli::{HistoryArgs, TargetArg};
@@ -13,37 +11,50 @@ use crate::report::one_line;
 
 pub fn status(ctx: &Context, args: TargetArg) -> Result<()> {
     let target = ctx.target(args.target)?;
-    let env = ctx.env_or_default();
-    crate::docker::engine_version()?;
-    let probe = ctx.plan(&env, "probe", Duration::from_secs(1))?;
-    let live = target.live(&probe)?;
-    let releases = ctx.ledger(&env).load()?;
+    let environment = ctx.environment(&ctx.env_or_default())?;
+    let env = environment.name.clone();
+    let live = target.live(&environment)?;
+    let releases = target.history(&environment)?;
     let last = ledger::current(&releases);
     let app = live.app.as_ref();
-    let health = app.map(|a| a.health.clone().unwrap_or_else(|| a.status.clone()));
-    let since = app.map(|a| a.started_at.clone());
     ctx.reporter.result(
         json!({
             "env": env,
-            "project": probe.project(),
+            "project": environment.project(),
             "target": target.name(),
-            "running": app.is_some_and(|a| a.status == "running"),
+            "running": app.is_some_and(|a| a.running),
             "version": live.version,
-            "health": health,
-            "state": app.map(|a| a.describe()),
+            "health": app.map(|a| a.health.clone()),
+            "state": app.map(|a| a.state.clone()),
             "url": live.url,
-            "since": since,
+            "since": app.map(|a| a.since.clone()),
             "services": live.services,
-            "last_release": last,
+            "units": live.units,
+            "last_release": last.map(without_manifests),
         }),
-        || status_text(&env, &probe.project(), &live, last),
+        || status_text(&env, &environment.project(), &live, last),
     );
     Ok(())
 }
 
+/// A record as `status` and `history` show it: the manifests it applied are long and belong to
+/// `render`, so they are left out.
+fn without_manifests(record: &Record) -> Record {
+    Record {
+        manifests: None,
+        ..record.clone()
+    }
+}
+
 pub fn history(ctx: &Context, args: HistoryArgs) -> Result<()> {
-    let env = ctx.env_or_default();
-    let releases = ctx.ledger(&env).load()?;
+    let target = ctx.target(args.target)?;
+    let environment = ctx.environment(&ctx.env_or_default())?;
+    let env = environment.name.clone();
+    let releases: Vec<Record> = target
+        .history(&environment)?
+        .iter()
+        .map(without_manifests)
+        .collect();
     let shown = &releases[releases
         .len()
         .saturating_sub(args.limit.unwrap_or(usize::MAX))..];
@@ -68,17 +79,27 @@ fn status_text(env: &str, project: &str, live: &Live, last: Option<&Record>) -> 
             .unwrap_or_default()
         ),
         Some(app) => {
-            let health = app.health.as_deref().unwrap_or(&app.status);
-            format!(
+            let mut text = format!(
                 "environment: {env} (project {project})\nversion:     {}\nhealth:      {}\nstate:       {}\nURL:         {}\n\
                  since:       {}\nservices:    {}\n",
                 one_line(live.version.as_deref().unwrap_or("unknown")),
-                one_line(health),
-                one_line(&app.describe()),
+                one_line(&app.health),
+                one_line(&app.state),
                 one_line(live.url.as_deref().unwrap_or("not published")),
-                one_line(&app.started_at),
+                one_line(&app.since),
                 one_line(&live.services.join(", ")),
-            )
+            );
+            for unit in live.units.iter().filter(|u| u.name.contains('-')) {
+                // Pods (Kubernetes) by name; Compose's one container is the state line above.
+                text.push_str(&format!(
+                    "pod:         {} {}{}, restarts {}\n",
+                    one_line(&unit.name),
+                    one_line(&unit.state),
+                    if unit.ready { ", ready" } else { "" },
+                    unit.restarts
+                ));
+            }
+            text
         }
     }
 }
@@ -122,8 +143,8 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::docker::ContainerState;
     use crate::ledger::Ledger;
+    use crate::platform::{AppState, Unit};
 
     /// A ledger a person edited by hand: escape sequences, a carriage return, a bell, a C1 CSI and
     /// a line break in the fields a table shows.
@@ -183,14 +204,20 @@ mod tests {
 
         let live = Live {
             version: Some("1.0.0".into()),
-            app: Some(ContainerState {
-                status: "running".into(),
-                health: Some("healthy\u{1b}[2J".into()),
-                started_at: "2026-01-02T03:04:05Z\r".into(),
-                ..ContainerState::default()
+            app: Some(AppState {
+                running: true,
+                health: "healthy\u{1b}[2J".into(),
+                state: "running".into(),
+                since: "2026-01-02T03:04:05Z\r".into(),
             }),
             url: Some("http://127.0.0.1:8000".into()),
             services: vec!["app".into(), "db\u{7}".into()],
+            units: vec![Unit {
+                name: "challenge-7d9f-x\u{1b}[1A".into(),
+                state: "Running".into(),
+                ready: true,
+                restarts: 1,
+            }],
         };
         let running = status_text("dev", "infra-challenge-dev", &live, releases.last());
         assert_no_terminal_controls(&running);
@@ -199,5 +226,9 @@ mod tests {
             "{running}"
         );
         assert!(running.contains(r"services:    app, db\u{7}"), "{running}");
+        assert!(
+            running.contains(r"pod:         challenge-7d9f-x\u{1b}[1A Running, ready, restarts 1"),
+            "{running}"
+        );
     }
 }

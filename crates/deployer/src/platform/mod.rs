@@ -1,27 +1,55 @@
-//! Where releases run. A `Target` knows how to apply a plan, tell when the result is healthy, and
-//! explain why not; the deploy/rollback logic on top of it is the same for every target.
-//! Docker Compose is the first implementation; Kubernetes is planned.
+//! Where releases run. A `Target` speaks of releases, health, diagnoses and records: it applies a
+//! release, tells when it is healthy, explains why not, and keeps the environment's history. The
+//! release procedure on top of it (`crate::ops`) is the same for every target.
+//! Docker Compose (`compose`) and Kubernetes (`kubernetes`) implement it.
 
 pub mod compose;
 pub mod kubernetes;
 
 use std::time::Instant;
 
-use crate::docker::ContainerState;
 use crate::error::Result;
-use crate::plan::Plan;
+use crate::http::Smoke;
+use crate::ledger::Record;
+use crate::plan::{Environment, Release};
 use crate::report::Step;
 
 /// What runs now in an environment, read from the live deployment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Live {
-    /// The running app version (the image tag), when an app container exists.
+    /// The running app version (its image tag), when the app exists.
     pub version: Option<String>,
-    pub app: Option<ContainerState>,
-    /// The URL the app is published on.
+    /// The app, when it exists (running or not).
+    pub app: Option<AppState>,
+    /// How to reach the app.
     pub url: Option<String>,
-    /// Names of the services with a container, running or not.
+    /// Names of the parts that exist (Compose services, Kubernetes workloads).
     pub services: Vec<String>,
+    /// The app's units (containers, pods) one by one.
+    pub units: Vec<Unit>,
+}
+
+/// The app's state in target-neutral words.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppState {
+    /// Whether it serves at all (a container running; some pod ready).
+    pub running: bool,
+    /// `healthy`, `starting`, `unhealthy`, `2/3 ready`, ...
+    pub health: String,
+    /// One line with the details (status, exit code, restarts).
+    pub state: String,
+    /// Since when (RFC 3339), when known.
+    pub since: String,
+}
+
+/// One container or pod of the app.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Unit {
+    pub name: String,
+    /// `running`, `Pending`, `CrashLoopBackOff`, ...
+    pub state: String,
+    pub ready: bool,
+    pub restarts: u64,
 }
 
 /// Why a release is not healthy: everything a person needs to decide what to fix.
@@ -29,12 +57,38 @@ pub struct Live {
 pub struct Diagnosis {
     /// One sentence: the most likely cause.
     pub cause: String,
-    /// Container state in one line (status, health, exit code, restarts).
-    pub state: String,
-    /// The last healthcheck outputs.
-    pub health_log: Vec<String>,
-    /// The last log lines of the app.
-    pub log_tail: Vec<String>,
+    /// What to do about it, when known.
+    pub fix: Option<String>,
+    /// Evidence in one line each ("app container: restarting, exit code 1").
+    pub details: Vec<String>,
+    /// Titled blocks of evidence: health checks, log tails, events.
+    pub blocks: Vec<(String, Vec<String>)>,
+}
+
+impl Diagnosis {
+    /// A diagnosis that is just a cause.
+    pub fn cause(cause: impl Into<String>) -> Self {
+        Diagnosis {
+            cause: cause.into(),
+            ..Diagnosis::default()
+        }
+    }
+}
+
+/// What a target applied: kept in the release's record so a rollback re-applies exactly that.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub manifests: Option<String>,
+}
+
+/// `logs` options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub tail: usize,
+    /// The previous (crashed) container's log, where the target keeps one.
+    pub previous: bool,
+    pub service: Option<String>,
 }
 
 /// A prerequisite check for `doctor`.
@@ -71,40 +125,69 @@ pub trait Target {
     /// The `--target` value.
     fn name(&self) -> &'static str;
 
+    /// The platform as a person names it ("Docker Compose").
+    fn title(&self) -> &'static str;
+
     /// Fast checks before anything changes; the error says how to fix what is missing.
-    fn preflight(&self, plan: &Plan) -> Result<()>;
+    fn preflight(&self, env: &Environment) -> Result<()>;
+
+    /// Checks that the release's artifact can be run there (the image is in the engine, the
+    /// database image too); returns the artifact's identity for the record (an image id, or the
+    /// image reference a cluster pulls).
+    fn artifact(&self, env: &Environment, release: &Release) -> Result<String>;
 
     /// Every prerequisite with its state, for `doctor`.
-    fn doctor(&self, plan: &Plan) -> Vec<Check>;
+    fn doctor(&self, env: &Environment) -> Vec<Check>;
 
-    /// What runs now in the plan's environment.
-    fn live(&self, plan: &Plan) -> Result<Live>;
+    /// What runs now in the environment.
+    fn live(&self, env: &Environment) -> Result<Live>;
 
-    /// The configuration `apply` would use, fully resolved, secrets redacted.
-    fn render(&self, plan: &Plan) -> Result<String>;
+    /// Versions a person could deploy there now (the interactive mode offers them).
+    fn known_versions(&self, env: &Environment) -> Result<Vec<String>>;
 
-    /// Starts the plan's release (returns when the target accepted it, not when it is healthy).
-    fn apply(&self, plan: &Plan, deadline: Instant, step: &mut Step<'_>) -> Result<(), Diagnosis>;
+    /// The configuration `apply` would use, fully resolved, secret values redacted.
+    fn render(&self, env: &Environment, release: &Release) -> Result<String>;
 
-    /// Waits until the release is healthy, or explains why it is not by `deadline`.
+    /// Creates the secrets the environment needs when they are absent (never overwrites one);
+    /// returns a sentence per secret created.
+    fn ensure_secrets(&self, env: &Environment) -> Result<Vec<String>>;
+
+    /// Starts the release (returns when the target accepted it, not when it is healthy).
+    fn apply(
+        &self,
+        env: &Environment,
+        release: &Release,
+        deadline: Instant,
+        step: &mut Step<'_>,
+    ) -> Result<Applied, Diagnosis>;
+
+    /// Waits until the release is healthy, or explains why it is not by `deadline` (or sooner,
+    /// when its state cannot heal by waiting).
     fn wait_healthy(
         &self,
-        plan: &Plan,
+        env: &Environment,
+        release: &Release,
         deadline: Instant,
         step: &mut Step<'_>,
     ) -> Result<(), Diagnosis>;
 
-    /// Prints logs to the terminal; returns the tool's exit code.
-    fn logs(&self, plan: &Plan, follow: bool, tail: usize, service: Option<&str>) -> Result<i32>;
+    /// Asks the healthy release's API what it is: `/readyz`, a task list, `/version`.
+    fn smoke(&self, env: &Environment) -> std::result::Result<Smoke, String>;
 
-    /// Stops the environment; `purge_data` also deletes its volumes.
-    fn down(&self, plan: &Plan, purge_data: bool) -> Result<()>;
+    /// The environment's release records, oldest first.
+    fn history(&self, env: &Environment) -> Result<Vec<Record>>;
+
+    /// Keeps a release record (the target numbers it where it numbers releases).
+    fn record(&self, env: &Environment, record: Record) -> Result<()>;
+
+    /// Prints logs to the terminal; returns the tool's exit code.
+    fn logs(&self, env: &Environment, options: &LogOptions) -> Result<i32>;
+
+    /// Stops the environment's app and database; `purge_data` also deletes their data and secrets.
+    fn down(&self, env: &Environment, purge_data: bool) -> Result<()>;
 
     /// The secret values in use, so that any output can be redacted.
-    fn secret_values(&self, plan: &Plan) -> Vec<String>;
-
-    /// Creates the secrets the release needs when they are absent; returns the names created.
-    fn ensure_secrets(&self, plan: &Plan) -> Result<Vec<&'static str>>;
+    fn secret_values(&self, env: &Environment) -> Vec<String>;
 }
 
 /// Replaces every secret value, and the value of every `KEY: value` / `KEY=value` whose key names a

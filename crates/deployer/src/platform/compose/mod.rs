@@ -15,8 +15,13 @@ use std::time::{Duration, Instant};
 
 use crate::docker::{self, ContainerState};
 use crate::error::{Error, Result};
-use crate::plan::{Plan, SERVICE_PORT};
-use crate::platform::{Check, Diagnosis, Live, Target, redact};
+use crate::facts::{AIRGAP_DB_IMAGE, APP_UID, COMPOSE_APP_SERVICE, COMPOSE_FILE, SERVICE_PORT};
+use crate::http::{self, Smoke};
+use crate::ledger::{Ledger, Record};
+use crate::plan::{Environment, Release};
+use crate::platform::{
+    AppState, Applied, Check, Diagnosis, Live, LogOptions, Target, Unit, redact,
+};
 use crate::process::Cmd;
 use crate::report::Step;
 use crate::secrets::{self, SecretFile};
@@ -29,16 +34,13 @@ use checks::disk_check;
 use diagnosis::{ACCESS_DENIED, likely_cause, without_probes};
 pub use flavour::{Flavour, detect_flavour};
 
-/// The app service in compose.yaml.
-const APP_SERVICE: &str = "app";
+const APP_SERVICE: &str = COMPOSE_APP_SERVICE;
 /// How many log lines a failed deploy shows.
 const LOG_TAIL: usize = 30;
 /// How many log lines are read to find the cause and the lines worth showing.
 const LOG_SCAN: usize = 300;
 /// How often the wait looks at the app's log for a cause that waiting cannot cure.
 const LOG_CHECK_EVERY: Duration = Duration::from_secs(3);
-/// uid/gid of the runtime image's `nonroot` user: the app reads its password file as that user.
-const APP_UID: u32 = 65532;
 
 /// The secret files compose.yaml mounts from `${SECRETS_DIR}`.
 pub const SECRET_FILES: [SecretFile; 2] = [
@@ -57,15 +59,30 @@ pub const SECRET_FILES: [SecretFile; 2] = [
 
 pub struct ComposeTarget {
     file: PathBuf,
+    /// Where each environment's ledger lives (`<state dir>/<env>/releases.jsonl`).
+    state_dir: PathBuf,
     flavour: OnceLock<Flavour>,
 }
 
 impl ComposeTarget {
-    pub fn new(project_dir: &Path) -> Self {
+    pub fn new(project_dir: &Path, state_dir: &Path) -> Self {
         ComposeTarget {
-            file: project_dir.join("deploy/compose/compose.yaml"),
+            file: project_dir.join(COMPOSE_FILE),
+            state_dir: state_dir.to_path_buf(),
             flavour: OnceLock::new(),
         }
+    }
+
+    /// A target with a known Compose flavour (no detection): what unit tests build commands with.
+    #[cfg(test)]
+    fn with_flavour(project_dir: &Path, state_dir: &Path, flavour: Flavour) -> Self {
+        let target = ComposeTarget::new(project_dir, state_dir);
+        let _ = target.flavour.set(flavour);
+        target
+    }
+
+    fn ledger(&self, env: &Environment) -> Ledger {
+        Ledger::open(&self.state_dir.join(&env.name))
     }
 
     fn flavour(&self) -> Result<&Flavour> {
@@ -87,29 +104,76 @@ impl ComposeTarget {
         }
     }
 
-    /// `docker compose -p <project> -f <file>` with the release's variables.
-    fn compose(&self, plan: &Plan) -> Result<Cmd> {
+    /// `docker compose -p <project> -f <file>` with the variables compose.yaml interpolates, for
+    /// the release running `image` (`repository:version`).
+    fn compose(&self, env: &Environment, image: &str) -> Result<Cmd> {
+        let (repository, version) = split_image(image);
         Ok(self
             .flavour()?
             .base()
             .arg("--project-name")
-            .arg(plan.project())
+            .arg(env.project())
             .arg("--file")
             .arg(&self.file)
-            .env("APP_IMAGE", &plan.app_repository)
-            .env("APP_VERSION", &plan.version)
-            .env("DB_IMAGE", &plan.db_image)
-            .env("APP_PORT", plan.port.to_string())
-            .env("SECRETS_DIR", &plan.secrets_dir))
+            .env("APP_IMAGE", repository)
+            .env("APP_VERSION", version)
+            .env("DB_IMAGE", &env.db_image)
+            .env("APP_PORT", env.port.to_string())
+            .env("SECRETS_DIR", &env.secrets_dir))
+    }
+
+    /// The image of what runs now, for commands that need the variables but start nothing new.
+    fn running_image(&self, env: &Environment) -> String {
+        let version = self
+            .live(env)
+            .ok()
+            .and_then(|live| live.version)
+            .unwrap_or_else(|| "none".to_string());
+        format!("{}:{version}", env.app_repository)
+    }
+
+    /// `up`: the release's containers, replacing what differs, removing services no longer declared.
+    fn up(&self, env: &Environment, release: &Release) -> Result<Cmd> {
+        Ok(self.compose(env, &release.image)?.args([
+            "up",
+            "--detach",
+            "--remove-orphans",
+            "--no-build",
+        ]))
+    }
+
+    /// `down`: containers and network; volumes too with `purge_data`.
+    fn down_cmd(&self, env: &Environment, image: &str, purge_data: bool) -> Result<Cmd> {
+        let cmd = self.compose(env, image)?.args(["down", "--remove-orphans"]);
+        Ok(if purge_data {
+            cmd.arg("--volumes")
+        } else {
+            cmd
+        })
+    }
+
+    /// `logs`: the last lines of one or all services.
+    fn logs_cmd(&self, env: &Environment, image: &str, options: &LogOptions) -> Result<Cmd> {
+        let mut cmd = self
+            .compose(env, image)?
+            .args(["logs", "--tail"])
+            .arg(options.tail.to_string());
+        if options.follow {
+            cmd = cmd.arg("--follow");
+        }
+        if let Some(service) = &options.service {
+            cmd = cmd.arg(service);
+        }
+        Ok(cmd)
     }
 
     /// Containers of a service of the project, newest first (through Compose's labels).
-    fn containers(&self, plan: &Plan, service: Option<&str>) -> Result<Vec<String>> {
+    fn containers(&self, env: &Environment, service: Option<&str>) -> Result<Vec<String>> {
         let mut cmd = Cmd::new("docker")
             .args(["ps", "--all", "--quiet", "--no-trunc", "--filter"])
             .arg(format!(
                 "label=com.docker.compose.project={}",
-                plan.project()
+                env.project()
             ));
         if let Some(service) = service {
             cmd = cmd
@@ -125,8 +189,8 @@ impl ComposeTarget {
             .collect())
     }
 
-    fn app_states(&self, plan: &Plan) -> Result<Vec<ContainerState>> {
-        self.containers(plan, Some(APP_SERVICE))?
+    fn app_states(&self, env: &Environment) -> Result<Vec<ContainerState>> {
+        self.containers(env, Some(APP_SERVICE))?
             .iter()
             .map(|id| docker::inspect_container(id))
             .collect()
@@ -143,21 +207,23 @@ impl ComposeTarget {
             .find_map(|port| port.trim().parse().ok())
     }
 
-    fn diagnose(&self, plan: &Plan, timed_out: Option<Duration>) -> Diagnosis {
-        let states = self.app_states(plan).unwrap_or_default();
+    fn diagnose(
+        &self,
+        env: &Environment,
+        release: &Release,
+        timed_out: Option<Duration>,
+    ) -> Diagnosis {
+        let states = self.app_states(env).unwrap_or_default();
         // The container of this release, else whatever app container there is.
         let state = states
             .iter()
-            .find(|s| s.image == plan.app_image())
+            .find(|s| s.image == release.image)
             .or(states.first())
             .cloned();
         let Some(state) = state else {
-            return Diagnosis {
-                cause: "no app container was created (see the Compose output above)".into(),
-                ..Diagnosis::default()
-            };
+            return Diagnosis::cause("no app container was created (see the Compose output above)");
         };
-        self.diagnose_state(plan, state, timed_out)
+        self.diagnose_state(env, state, timed_out)
     }
 
     /// The diagnosis of one observed state of the app container. A crash loop is diagnosed from
@@ -165,7 +231,7 @@ impl ComposeTarget {
     /// `running` with exit code 0 again, until the next crash.
     fn diagnose_state(
         &self,
-        plan: &Plan,
+        env: &Environment,
         state: ContainerState,
         timed_out: Option<Duration>,
     ) -> Diagnosis {
@@ -173,51 +239,101 @@ impl ComposeTarget {
             docker::logs_tail(&state.id, LOG_SCAN).unwrap_or_default(),
             LOG_TAIL,
         );
-        let secrets = self.secret_values(plan);
+        let secrets = self.secret_values(env);
         let log_tail: Vec<String> = log_tail
             .iter()
             .map(|line| redact(line, &secrets).trim_end().to_string())
             .collect();
+        let health_log: Vec<String> = state
+            .health_log
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .cloned()
+            .collect();
         Diagnosis {
             cause: likely_cause(&state, &log_tail, timed_out),
-            state: state.describe(),
-            health_log: state
-                .health_log
-                .iter()
-                .rev()
-                .take(3)
-                .rev()
-                .cloned()
-                .collect(),
-            log_tail,
+            fix: None,
+            details: vec![format!("app container: {}", state.describe())],
+            blocks: vec![
+                ("last healthcheck results".to_string(), health_log),
+                (
+                    format!("last {} log lines of the app", log_tail.len()),
+                    log_tail,
+                ),
+            ],
         }
     }
 
-    fn port_check(&self, plan: &Plan) -> Check {
+    /// The database image must be local; pull it when a registry can provide it.
+    fn ensure_db_image(&self, env: &Environment) -> Result<()> {
+        if docker::image_id(&env.db_image)?.is_some() {
+            return Ok(());
+        }
+        let pulled = Cmd::new("docker")
+            .args(["pull", "--quiet", &env.db_image])
+            .output(Duration::from_secs(600))?;
+        if pulled.success {
+            return Ok(());
+        }
+        let standin_here = docker::image_id(AIRGAP_DB_IMAGE).ok().flatten().is_some();
+        Err(Error::prerequisite(
+            format!(
+                "the database image {} is not in the local engine and could not be pulled ({})",
+                env.db_image,
+                pulled.explanation().lines().last().unwrap_or("")
+            ),
+            if standin_here {
+                format!(
+                    "the air-gapped stand-in is here: pass --db-image {AIRGAP_DB_IMAGE} (or DEPLOYER_DB_IMAGE)"
+                )
+            } else {
+                format!(
+                    "where no registry is reachable, seed a stand-in with `cargo xtask airgap-images` and pass \
+                     --db-image {AIRGAP_DB_IMAGE}"
+                )
+            },
+        ))
+    }
+
+    fn port_check(&self, env: &Environment) -> Check {
         let name = "port";
-        if TcpListener::bind(("0.0.0.0", plan.port)).is_ok() {
-            return Check::pass(name, format!("{} is free", plan.port));
+        if TcpListener::bind(("0.0.0.0", env.port)).is_ok() {
+            return Check::pass(name, format!("{} is free", env.port));
         }
         let ours = self
-            .containers(plan, Some(APP_SERVICE))
+            .containers(env, Some(APP_SERVICE))
             .unwrap_or_default()
             .iter()
-            .any(|id| self.published_port(id) == Some(plan.port));
+            .any(|id| self.published_port(id) == Some(env.port));
         if ours {
             Check::pass(
                 name,
-                format!("{} is used by this environment's app", plan.port),
+                format!("{} is used by this environment's app", env.port),
             )
         } else {
             Check::fail(
                 name,
-                format!("port {} is in use by another program", plan.port),
+                format!("port {} is in use by another program", env.port),
                 format!(
                     "pass --port with a free port, or stop what listens there (`ss -ltnp 'sport = :{}'`)",
-                    plan.port
+                    env.port
                 ),
             )
         }
+    }
+}
+
+/// `registry:5000/team/infra-challenge:1.2.0` -> (`registry:5000/team/infra-challenge`, `1.2.0`).
+fn split_image(image: &str) -> (&str, &str) {
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].rfind(':') {
+        Some(colon) => (
+            &image[..name_start + colon],
+            &image[name_start + colon + 1..],
+        ),
+        None => (image, "latest"),
     }
 }
 
@@ -230,18 +346,36 @@ impl Target for ComposeTarget {
         "compose"
     }
 
-    fn preflight(&self, plan: &Plan) -> Result<()> {
+    fn title(&self) -> &'static str {
+        "Docker Compose"
+    }
+
+    fn preflight(&self, env: &Environment) -> Result<()> {
         docker::engine_version()?;
         self.flavour()?;
         self.check_file()?;
-        let port = self.port_check(plan);
+        let port = self.port_check(env);
         match port.fix {
             Some(fix) if !port.ok => Err(Error::prerequisite(port.detail, fix)),
             _ => Ok(()),
         }
     }
 
-    fn doctor(&self, plan: &Plan) -> Vec<Check> {
+    fn artifact(&self, env: &Environment, release: &Release) -> Result<String> {
+        let image_id = docker::image_id(&release.image)?.ok_or_else(|| {
+            Error::prerequisite(
+                format!("the image {} is not in the local engine", release.image),
+                format!(
+                    "build it: `deployer build --version {}`, or add --build to the deploy",
+                    release.version
+                ),
+            )
+        })?;
+        self.ensure_db_image(env)?;
+        Ok(image_id)
+    }
+
+    fn doctor(&self, env: &Environment) -> Vec<Check> {
         let mut checks = Vec::new();
         let engine = docker::engine_version();
         checks.push(match &engine {
@@ -270,34 +404,33 @@ impl Target for ComposeTarget {
             // Everything below asks the engine: one failure with its fix is clearer than five.
             return checks;
         }
-        checks.push(self.port_check(plan));
+        checks.push(self.port_check(env));
         checks.push(disk_check());
-        checks.push(match docker::image_id(&plan.db_image) {
-            Ok(Some(_)) => Check::pass("database image", plan.db_image.clone()),
+        checks.push(match docker::image_id(&env.db_image) {
+            Ok(Some(_)) => Check::pass("database image", env.db_image.clone()),
             Ok(None) => Check::fail(
                 "database image",
-                format!("{} is not in the local engine", plan.db_image),
+                format!("{} is not in the local engine", env.db_image),
                 format!(
                     "`docker pull {}`; where no registry is reachable seed the stand-in with `cargo xtask \
-                     airgap-images` and pass --db-image {}",
-                    plan.db_image,
-                    crate::commands::release::AIRGAP_DB_IMAGE
+                     airgap-images` and pass --db-image {AIRGAP_DB_IMAGE}",
+                    env.db_image,
                 ),
             ),
             Err(e) => Check::fail("database image", e.to_string(), "check `docker images`"),
         });
-        checks.push(match docker::local_tags(&plan.app_repository) {
+        checks.push(match docker::local_tags(&env.app_repository) {
             Ok(tags) if !tags.is_empty() => Check::pass(
                 "app images",
                 format!(
                     "{}: {}",
-                    plan.app_repository,
+                    env.app_repository,
                     crate::plan::version_choices(None, &tags).join(", ")
                 ),
             ),
             Ok(_) => Check::fail(
                 "app images",
-                format!("no {} image in the local engine", plan.app_repository),
+                format!("no {} image in the local engine", env.app_repository),
                 "build one: `deployer build --version X` (or `deployer deploy --build ...`)",
             ),
             Err(e) => Check::fail("app images", e.to_string(), "check `docker images`"),
@@ -305,7 +438,8 @@ impl Target for ComposeTarget {
         checks
     }
 
-    fn live(&self, plan: &Plan) -> Result<Live> {
+    fn live(&self, env: &Environment) -> Result<Live> {
+        docker::engine_version()?;
         let containers = Cmd::new("docker")
             .args([
                 "ps",
@@ -316,58 +450,98 @@ impl Target for ComposeTarget {
             ])
             .arg(format!(
                 "label=com.docker.compose.project={}",
-                plan.project()
+                env.project()
             ))
             .checked(Duration::from_secs(20))?;
         let mut services: Vec<String> = containers.lines().map(|s| s.trim().to_string()).collect();
         services.sort();
         services.dedup();
-        let app = self.app_states(plan)?.into_iter().next();
+        let states = self.app_states(env)?;
+        let app = states.first();
         let url = app
-            .as_ref()
             .filter(|a| a.status == "running")
             .and_then(|a| self.published_port(&a.id))
             .map(|port| format!("http://127.0.0.1:{port}"));
         Ok(Live {
-            version: app.as_ref().and_then(|a| a.image_tag().map(String::from)),
-            app,
+            version: app.and_then(|a| a.image_tag().map(String::from)),
+            app: app.map(|a| AppState {
+                running: a.status == "running",
+                health: a.health.clone().unwrap_or_else(|| a.status.clone()),
+                state: a.describe(),
+                since: a.started_at.clone(),
+            }),
             url,
             services,
+            units: states
+                .iter()
+                .map(|s| Unit {
+                    name: s.id.chars().take(12).collect(),
+                    state: s.status.clone(),
+                    ready: s
+                        .health
+                        .as_deref()
+                        .map_or(s.status == "running", |h| h == "healthy"),
+                    restarts: s.restart_count,
+                })
+                .collect(),
         })
     }
 
-    fn render(&self, plan: &Plan) -> Result<String> {
-        self.check_file()?;
-        let text = self
-            .compose(plan)?
-            .arg("config")
-            .checked(Duration::from_secs(60))?;
-        Ok(redact(&text, &self.secret_values(plan)))
+    fn known_versions(&self, env: &Environment) -> Result<Vec<String>> {
+        docker::local_tags(&env.app_repository)
     }
 
-    fn apply(&self, plan: &Plan, deadline: Instant, step: &mut Step<'_>) -> Result<(), Diagnosis> {
+    fn render(&self, env: &Environment, release: &Release) -> Result<String> {
+        self.check_file()?;
+        let text = self
+            .compose(env, &release.image)?
+            .arg("config")
+            .checked(Duration::from_secs(60))?;
+        Ok(redact(&text, &self.secret_values(env)))
+    }
+
+    fn ensure_secrets(&self, env: &Environment) -> Result<Vec<String>> {
+        let created = secrets::ensure(&env.secrets_dir, &SECRET_FILES)?;
+        Ok(if created.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "created secrets {} in {} (mode 0600, never printed)",
+                created.join(", "),
+                env.secrets_dir.display()
+            )]
+        })
+    }
+
+    fn apply(
+        &self,
+        env: &Environment,
+        release: &Release,
+        deadline: Instant,
+        step: &mut Step<'_>,
+    ) -> Result<Applied, Diagnosis> {
         step.detail("docker compose up");
-        let cmd = self.compose(plan).map_err(|e| Diagnosis {
-            cause: e.to_string(),
-            ..Diagnosis::default()
-        })?;
-        let output = cmd
-            .args(["up", "--detach", "--remove-orphans", "--no-build"])
-            .output(remaining(deadline).max(Duration::from_secs(1)));
+        let cmd = self
+            .up(env, release)
+            .map_err(|e| Diagnosis::cause(e.to_string()))?;
+        let output = cmd.output(remaining(deadline).max(Duration::from_secs(1)));
         match output {
-            Ok(output) if output.success => Ok(()),
+            Ok(output) if output.success => Ok(Applied::default()),
             Ok(output) => {
-                let mut diagnosis = self.diagnose(plan, None);
+                let mut diagnosis = self.diagnose(env, release, None);
                 let compose_says = output.explanation();
                 let last = compose_says.lines().last().unwrap_or("").to_string();
                 diagnosis.cause = format!("Compose could not start the release: {last}");
-                if diagnosis.log_tail.is_empty() {
-                    diagnosis.log_tail = compose_says.lines().map(String::from).collect();
+                if diagnosis.blocks.iter().all(|(_, lines)| lines.is_empty()) {
+                    diagnosis.blocks = vec![(
+                        "Compose output".to_string(),
+                        compose_says.lines().map(String::from).collect(),
+                    )];
                 }
                 Err(diagnosis)
             }
             Err(e) => {
-                let mut diagnosis = self.diagnose(plan, None);
+                let mut diagnosis = self.diagnose(env, release, None);
                 diagnosis.cause = format!("Compose did not finish in time: {e}");
                 Err(diagnosis)
             }
@@ -376,7 +550,8 @@ impl Target for ComposeTarget {
 
     fn wait_healthy(
         &self,
-        plan: &Plan,
+        env: &Environment,
+        release: &Release,
         deadline: Instant,
         step: &mut Step<'_>,
     ) -> Result<(), Diagnosis> {
@@ -386,17 +561,15 @@ impl Target for ComposeTarget {
         // mostly seen `running` between Docker's restarts, but its count goes up.
         let mut first_restarts: HashMap<String, u64> = HashMap::new();
         loop {
-            let states = self.app_states(plan).unwrap_or_default();
-            let ours: Vec<&ContainerState> = states
-                .iter()
-                .filter(|s| s.image == plan.app_image())
-                .collect();
+            let states = self.app_states(env).unwrap_or_default();
+            let ours: Vec<&ContainerState> =
+                states.iter().filter(|s| s.image == release.image).collect();
             if let Some(bad) = ours
                 .iter()
                 .find(|s| s.is_crashing() || s.health.as_deref() == Some("unhealthy"))
             {
                 step.detail(&bad.describe());
-                return Err(self.diagnose_state(plan, (*bad).clone(), None));
+                return Err(self.diagnose_state(env, (*bad).clone(), None));
             }
             for state in &ours {
                 let first = *first_restarts
@@ -404,7 +577,7 @@ impl Target for ComposeTarget {
                     .or_insert(state.restart_count);
                 if state.restart_count > first {
                     step.detail(&state.describe());
-                    let mut diagnosis = self.diagnose_state(plan, (*state).clone(), None);
+                    let mut diagnosis = self.diagnose_state(env, (*state).clone(), None);
                     diagnosis.cause = format!(
                         "the app process exits at start (Docker restarted it {} during the deploy): \
                          see its last log lines below",
@@ -432,7 +605,7 @@ impl Target for ComposeTarget {
                         .is_ok_and(|lines| lines.iter().any(|l| l.contains(ACCESS_DENIED)))
                 });
                 if refused {
-                    return Err(self.diagnose(plan, None));
+                    return Err(self.diagnose(env, release, None));
                 }
             }
             step.detail(&match ours.first() {
@@ -440,42 +613,50 @@ impl Target for ComposeTarget {
                 None => "waiting for the app container".to_string(),
             });
             if Instant::now() >= deadline {
-                return Err(self.diagnose(plan, Some(started.elapsed())));
+                return Err(self.diagnose(env, release, Some(started.elapsed())));
             }
             thread::sleep(Duration::from_millis(250).min(remaining(deadline)));
         }
     }
 
-    fn logs(&self, plan: &Plan, follow: bool, tail: usize, service: Option<&str>) -> Result<i32> {
+    fn smoke(&self, env: &Environment) -> std::result::Result<Smoke, String> {
+        http::smoke_test(&env.url())
+    }
+
+    fn history(&self, env: &Environment) -> Result<Vec<Record>> {
+        self.ledger(env).load()
+    }
+
+    fn record(&self, env: &Environment, record: Record) -> Result<()> {
+        self.ledger(env).append(&Record {
+            // The ledger keeps what Compose needs; a rollback re-runs compose.yaml with the version.
+            manifests: None,
+            ..record
+        })
+    }
+
+    fn logs(&self, env: &Environment, options: &LogOptions) -> Result<i32> {
+        if options.previous {
+            return Err(Error::usage(
+                "--previous is for Kubernetes (a restarted pod's earlier container); Compose keeps one log per \
+                 container: `deployer logs` shows it whole",
+            ));
+        }
         self.check_file()?;
-        let mut cmd = self
-            .compose(plan)?
-            .args(["logs", "--tail"])
-            .arg(tail.to_string());
-        if follow {
-            cmd = cmd.arg("--follow");
-        }
-        if let Some(service) = service {
-            cmd = cmd.arg(service);
-        }
-        cmd.interactive()
+        self.logs_cmd(env, &self.running_image(env), options)?
+            .interactive()
     }
 
-    fn down(&self, plan: &Plan, purge_data: bool) -> Result<()> {
+    fn down(&self, env: &Environment, purge_data: bool) -> Result<()> {
+        docker::engine_version()?;
         self.check_file()?;
-        let mut cmd = self.compose(plan)?.args(["down", "--remove-orphans"]);
-        if purge_data {
-            cmd = cmd.arg("--volumes");
-        }
-        cmd.checked(Duration::from_secs(180)).map(|_| ())
+        self.down_cmd(env, &self.running_image(env), purge_data)?
+            .checked(Duration::from_secs(180))
+            .map(|_| ())
     }
 
-    fn secret_values(&self, plan: &Plan) -> Vec<String> {
-        secrets::values(&plan.secrets_dir, &SECRET_FILES)
-    }
-
-    fn ensure_secrets(&self, plan: &Plan) -> Result<Vec<&'static str>> {
-        secrets::ensure(&plan.secrets_dir, &SECRET_FILES)
+    fn secret_values(&self, env: &Environment) -> Vec<String> {
+        secrets::values(&env.secrets_dir, &SECRET_FILES)
     }
 }
 
@@ -486,5 +667,103 @@ mod tests {
     #[test]
     fn secret_files_are_distinct() {
         assert_ne!(SECRET_FILES[0].name, SECRET_FILES[1].name);
+    }
+
+    fn target() -> ComposeTarget {
+        ComposeTarget::with_flavour(
+            Path::new("/src"),
+            Path::new("/state"),
+            Flavour::Plugin {
+                version: "2.29.0".into(),
+            },
+        )
+    }
+
+    fn env() -> Environment {
+        Environment {
+            name: "qa".into(),
+            app_repository: "infra-challenge".into(),
+            db_image: "mysql:8.4".into(),
+            port: 8081,
+            secrets_dir: "/state/qa/secrets".into(),
+        }
+    }
+
+    #[test]
+    fn up_runs_the_release_with_the_variables_compose_yaml_interpolates() {
+        let mut release = env().release("1.2.0");
+        release.image = "registry.local:5000/team/infra-challenge:1.2.0".into();
+        let up = target().up(&env(), &release).unwrap();
+        assert_eq!(
+            up.argv(),
+            [
+                "docker",
+                "compose",
+                "--project-name",
+                "infra-challenge-qa",
+                "--file",
+                "/src/deploy/compose/compose.yaml",
+                "up",
+                "--detach",
+                "--remove-orphans",
+                "--no-build"
+            ]
+        );
+        let var = |key| up.env_value(key).unwrap();
+        assert_eq!(var("APP_IMAGE"), "registry.local:5000/team/infra-challenge");
+        assert_eq!(var("APP_VERSION"), "1.2.0");
+        assert_eq!(var("DB_IMAGE"), "mysql:8.4");
+        assert_eq!(var("APP_PORT"), "8081");
+        assert_eq!(var("SECRETS_DIR"), "/state/qa/secrets");
+    }
+
+    #[test]
+    fn down_keeps_volumes_unless_purging() {
+        let target = ComposeTarget::with_flavour(
+            Path::new("/src"),
+            Path::new("/state"),
+            Flavour::Standalone {
+                version: "1.29.2".into(),
+            },
+        );
+        let keep = target
+            .down_cmd(&env(), "infra-challenge:1", false)
+            .unwrap()
+            .argv();
+        assert_eq!(keep[0], "docker-compose");
+        assert_eq!(keep[5..], ["down", "--remove-orphans"]);
+        let purge = target
+            .down_cmd(&env(), "infra-challenge:1", true)
+            .unwrap()
+            .argv();
+        assert_eq!(purge[5..], ["down", "--remove-orphans", "--volumes"]);
+    }
+
+    #[test]
+    fn logs_follow_one_service() {
+        let options = LogOptions {
+            follow: true,
+            tail: 50,
+            previous: false,
+            service: Some("db".into()),
+        };
+        let logs = target()
+            .logs_cmd(&env(), "infra-challenge:1", &options)
+            .unwrap()
+            .argv();
+        assert_eq!(logs[6..], ["logs", "--tail", "50", "--follow", "db"]);
+    }
+
+    #[test]
+    fn images_split_into_repository_and_tag_past_a_registry_port() {
+        assert_eq!(
+            split_image("registry:5000/infra-challenge:1.2.0"),
+            ("registry:5000/infra-challenge", "1.2.0")
+        );
+        assert_eq!(split_image("infra-challenge:2"), ("infra-challenge", "2"));
+        assert_eq!(
+            split_image("registry:5000/infra-challenge"),
+            ("registry:5000/infra-challenge", "latest")
+        );
     }
 }

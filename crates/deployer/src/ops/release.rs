@@ -1,0 +1,395 @@
+//! The release procedure: preflight -> artifact present -> secrets -> apply -> wait -> smoke ->
+//! record; when the release is not healthy: diagnose -> record -> restore what ran before.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::context::Context;
+use crate::error::{Error, Restore, Result};
+use crate::http::Smoke;
+use crate::ledger::{self, Action, Outcome, Record};
+use crate::plan::{Environment, Release};
+use crate::platform::{Applied, Diagnosis, Target};
+
+/// Brings `release` up in `env`, or explains why not and restores what ran before.
+pub fn release(
+    ctx: &Context,
+    target: &dyn Target,
+    env: &Environment,
+    release: &Release,
+    action: Action,
+    timeout: Duration,
+) -> Result<()> {
+    let reporter = &ctx.reporter;
+    let started = Instant::now();
+    let step = reporter.step("checking prerequisites");
+    let checked = check(target, env, release);
+    let Checked {
+        artifact,
+        before,
+        records,
+    } = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            step.failed("");
+            return Err(e);
+        }
+    };
+    step.ok(&format!(
+        "{}, running now: {}",
+        target.name(),
+        before.as_deref().unwrap_or("nothing")
+    ));
+
+    for created in target.ensure_secrets(env)? {
+        reporter.info(&created);
+    }
+
+    let what = format!("{} {}", verb(action), release.version);
+    let (outcome, applied) = bring_up(ctx, target, env, release, &what, timeout);
+    match outcome {
+        Ok(smoke) => {
+            let facts = Facts {
+                artifact: &artifact,
+                applied: &applied,
+                schema_version: smoke.schema_version,
+            };
+            target.record(
+                env,
+                record(target, env, release, &facts, action, Outcome::Ok),
+            )?;
+            let elapsed = started.elapsed();
+            let url = target.live(env).ok().and_then(|live| live.url);
+            reporter.result(
+                json!({
+                    "env": env.name, "version": release.version, "image_id": artifact, "url": url,
+                    "reported_version": smoke.version, "elapsed_ms": elapsed.as_millis(), "action": action,
+                }),
+                || {
+                    format!(
+                        "{} {} is healthy at {} ({:.1}s)",
+                        env.project(),
+                        release.version,
+                        url.as_deref().unwrap_or("its Service"),
+                        elapsed.as_secs_f64()
+                    )
+                },
+            );
+            Ok(())
+        }
+        Err(diagnosis) => {
+            report_diagnosis(ctx, env, release, &diagnosis);
+            let facts = Facts {
+                artifact: &artifact,
+                applied: &applied,
+                schema_version: None,
+            };
+            target.record(
+                env,
+                record(target, env, release, &facts, action, Outcome::Failed),
+            )?;
+            let message = format!(
+                "{} {} did not become healthy: {}",
+                env.project(),
+                release.version,
+                diagnosis.cause
+            );
+            let Some(previous) = restore_target(before.as_deref(), &release.version, &records)
+            else {
+                return Err(Error::DeployFailed {
+                    message: format!(
+                        "{message}; there was no earlier release to restore, so the failed one is left in place \
+                         for inspection (`deployer logs`, then `deployer down`)"
+                    ),
+                    restore: Restore::Nothing,
+                });
+            };
+            let previous_release = release_of(env, &previous, &records);
+            match restore(ctx, target, env, &previous_release, timeout) {
+                Ok(()) => Err(Error::DeployFailed {
+                    message: format!("{message}; rolled back: {previous} serves again"),
+                    restore: Restore::Restored { version: previous },
+                }),
+                Err(e) => Err(Error::DeployFailed {
+                    message: format!("{message}; rolling back to {previous} failed too: {e}"),
+                    restore: Restore::Failed { version: previous },
+                }),
+            }
+        }
+    }
+}
+
+/// The release to restore after `failed` did not become healthy: what ran before (unless it was
+/// the failed version itself), else the last good release of another version.
+pub fn restore_target(before: Option<&str>, failed: &str, records: &[Record]) -> Option<String> {
+    before
+        .filter(|v| *v != failed)
+        .map(str::to_string)
+        .or_else(|| ledger::previous_good(records, Some(failed)).map(|r| r.version.clone()))
+}
+
+/// The release of `version` as it last ran well: the same image and, where the target recorded
+/// them, the same manifests.
+pub fn release_of(env: &Environment, version: &str, records: &[Record]) -> Release {
+    let mut release = env.release(version);
+    if let Some(record) = ledger::last_good_of(records, version) {
+        if !record.image.is_empty() {
+            release.image = record.image.clone();
+        }
+        release.manifests = record.manifests.clone();
+    }
+    release
+}
+
+/// What the checks before a release learned.
+struct Checked {
+    /// The artifact's identity (image id or reference).
+    artifact: String,
+    /// The version serving now, if any.
+    before: Option<String>,
+    records: Vec<Record>,
+}
+
+/// Everything checked before a release changes anything: the target's prerequisites, the
+/// release's artifact, what runs now and the history.
+fn check(target: &dyn Target, env: &Environment, release: &Release) -> Result<Checked> {
+    target.preflight(env)?;
+    let artifact = target.artifact(env, release)?;
+    let live = target.live(env)?;
+    let records = target.history(env)?;
+    // What serves now: the live app (if any), else nothing.
+    let before = live.version.clone().filter(|_| live.app.is_some());
+    Ok(Checked {
+        artifact,
+        before,
+        records,
+    })
+}
+
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Deploy => "deploying",
+        Action::Rollback | Action::AutoRollback => "rolling back to",
+        Action::Down => "stopping",
+    }
+}
+
+/// Apply, wait for health, smoke test: all within `timeout`. Returns what was applied either way,
+/// so the record of a failed release says what was tried.
+fn bring_up(
+    ctx: &Context,
+    target: &dyn Target,
+    env: &Environment,
+    release: &Release,
+    what: &str,
+    timeout: Duration,
+) -> (std::result::Result<Smoke, Diagnosis>, Applied) {
+    let deadline = Instant::now() + timeout;
+    let mut step = ctx.reporter.step(what);
+    let applied = match target.apply(env, release, deadline, &mut step) {
+        Ok(applied) => applied,
+        Err(diagnosis) => {
+            step.failed(&diagnosis.cause);
+            return (Err(diagnosis), Applied::default());
+        }
+    };
+    let outcome = target
+        .wait_healthy(env, release, deadline, &mut step)
+        .and_then(|()| {
+            step.detail("smoke test");
+            target
+                .smoke(env)
+                .map_err(|e| Diagnosis::cause(format!("healthy, but the smoke test failed: {e}")))
+        });
+    match &outcome {
+        Ok(smoke) => step.ok(&format!(
+            "healthy, /readyz 200, API answers, /version says {}",
+            smoke.version
+        )),
+        Err(diagnosis) => step.failed(&diagnosis.cause),
+    }
+    (outcome, applied)
+}
+
+/// After a failed deploy: bring the previous release back and record it.
+fn restore(
+    ctx: &Context,
+    target: &dyn Target,
+    env: &Environment,
+    release: &Release,
+    timeout: Duration,
+) -> Result<()> {
+    let artifact = target.artifact(env, release).map_err(|e| match e {
+        Error::Prerequisite { problem, fix } => Error::prerequisite(
+            format!("the previous release cannot run: {problem}"),
+            format!("{fix}; then `deployer rollback`"),
+        ),
+        other => other,
+    })?;
+    let what = format!("rolling back to {}", release.version);
+    let (outcome, applied) = bring_up(ctx, target, env, release, &what, timeout);
+    let (result, schema_version) = match &outcome {
+        Ok(smoke) => (Outcome::Ok, smoke.schema_version),
+        Err(_) => (Outcome::Failed, None),
+    };
+    let facts = Facts {
+        artifact: &artifact,
+        applied: &applied,
+        schema_version,
+    };
+    target.record(
+        env,
+        record(target, env, release, &facts, Action::AutoRollback, result),
+    )?;
+    outcome.map(|_| ()).map_err(|diagnosis| {
+        report_diagnosis(ctx, env, release, &diagnosis);
+        Error::Other(diagnosis.cause)
+    })
+}
+
+/// What a record says beyond the release itself.
+struct Facts<'a> {
+    artifact: &'a str,
+    applied: &'a Applied,
+    schema_version: Option<i64>,
+}
+
+fn record(
+    target: &dyn Target,
+    env: &Environment,
+    release: &Release,
+    facts: &Facts<'_>,
+    action: Action,
+    result: Outcome,
+) -> Record {
+    Record {
+        version: release.version.clone(),
+        image_id: facts.artifact.to_string(),
+        time: OffsetDateTime::now_utc(),
+        action,
+        result,
+        who: ledger::who(),
+        target: target.name().to_string(),
+        port: env.port,
+        image: release.image.clone(),
+        revision: None,
+        schema_version: facts.schema_version,
+        purged_data: false,
+        manifests: facts.applied.manifests.clone(),
+    }
+}
+
+/// The record of `down`.
+pub fn down_record(
+    target: &dyn Target,
+    env: &Environment,
+    version: &str,
+    purged_data: bool,
+) -> Record {
+    Record {
+        version: version.to_string(),
+        image_id: String::new(),
+        time: OffsetDateTime::now_utc(),
+        action: Action::Down,
+        result: Outcome::Ok,
+        who: ledger::who(),
+        target: target.name().to_string(),
+        port: env.port,
+        image: String::new(),
+        revision: None,
+        schema_version: None,
+        purged_data,
+        manifests: None,
+    }
+}
+
+/// A diagnosis as warnings, details and blocks (the same shapes on every target).
+pub fn report_diagnosis(
+    ctx: &Context,
+    env: &Environment,
+    release: &Release,
+    diagnosis: &Diagnosis,
+) {
+    let reporter = &ctx.reporter;
+    reporter.warn(&format!(
+        "{} {}: {}",
+        env.project(),
+        release.version,
+        diagnosis.cause
+    ));
+    if let Some(fix) = &diagnosis.fix {
+        reporter.info(&format!("fix: {fix}"));
+    }
+    for detail in &diagnosis.details {
+        reporter.info(detail);
+    }
+    for (title, lines) in &diagnosis.blocks {
+        if !lines.is_empty() {
+            reporter.block(title, lines);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(version: &str) -> Record {
+        Record {
+            version: version.into(),
+            image_id: String::new(),
+            time: OffsetDateTime::UNIX_EPOCH,
+            action: Action::Deploy,
+            result: Outcome::Ok,
+            who: "t".into(),
+            target: "kubernetes".into(),
+            port: 8000,
+            image: format!("registry.example/infra-challenge:{version}"),
+            revision: None,
+            schema_version: None,
+            purged_data: false,
+            manifests: Some(format!("kind: Deployment # {version}")),
+        }
+    }
+
+    #[test]
+    fn a_failed_upgrade_restores_what_ran_before() {
+        assert_eq!(
+            restore_target(Some("1"), "2", &[ok("1")]).as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn a_failed_redeploy_of_the_running_version_restores_the_last_other_good_one() {
+        let records = [ok("1"), ok("2")];
+        assert_eq!(
+            restore_target(Some("2"), "2", &records).as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn a_failed_first_deploy_has_nothing_to_restore() {
+        assert_eq!(restore_target(None, "1", &[]), None);
+    }
+
+    #[test]
+    fn a_restored_release_is_the_recorded_image_and_manifests() {
+        let env = Environment {
+            name: "qa".into(),
+            app_repository: "elsewhere/infra-challenge".into(),
+            db_image: "mysql:8.4".into(),
+            port: 8000,
+            secrets_dir: "/s".into(),
+        };
+        let release = release_of(&env, "1", &[ok("1"), ok("2")]);
+        assert_eq!(release.image, "registry.example/infra-challenge:1");
+        assert_eq!(release.manifests.as_deref(), Some("kind: Deployment # 1"));
+        let never = release_of(&env, "9", &[ok("1")]);
+        assert_eq!(never.image, "elsewhere/infra-challenge:9");
+        assert_eq!(never.manifests, None);
+    }
+}
