@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{GlobalArgs, TargetKind};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::facts::{COMPOSE_FILE, DEFAULT_DB_IMAGE, PRODUCT};
 use crate::ledger::{self, Ledger};
 use crate::plan::{self, Environment};
 use crate::platform::Target;
 use crate::platform::compose::ComposeTarget;
+use crate::platform::kubernetes::KubernetesTarget;
 use crate::process::Cmd;
 use crate::report::Reporter;
 
@@ -70,10 +71,11 @@ impl Context {
                 &self.project_dir,
                 &self.state_dir,
             ))),
-            TargetKind::Kubernetes => Err(Error::usage(
-                "the Kubernetes target is not available yet (it is planned); deploy with Docker Compose: \
-                 `deployer deploy --target compose ...`",
-            )),
+            TargetKind::Kubernetes => Ok(Box::new(KubernetesTarget::new(
+                &self.project_dir,
+                self.global.context.clone(),
+                self.global.force_conflicts,
+            ))),
         }
     }
 

@@ -19,3 +19,22 @@ pub const APP_UID: u32 = 65532;
 pub const COMPOSE_APP_SERVICE: &str = "app";
 /// The Compose file, relative to the repository checkout.
 pub const COMPOSE_FILE: &str = "deploy/compose/compose.yaml";
+
+/// The Kubernetes overlays, relative to the repository checkout: `<dir>/<env>`.
+pub const KUBERNETES_OVERLAYS: &str = "deploy/kubernetes/overlays";
+/// The app's Deployment, its containers, and its Service's port name.
+pub const K8S_DEPLOYMENT: &str = "challenge";
+pub const K8S_APP_CONTAINER: &str = "challenge";
+pub const K8S_MIGRATE_CONTAINER: &str = "migrate";
+pub const K8S_SERVICE: &str = "challenge";
+pub const K8S_SERVICE_PORT_NAME: &str = "http";
+/// The database's StatefulSet.
+pub const K8S_STATEFULSET: &str = "mysql";
+/// The Secret the app mounts (`password`) and the database's Secret (`password`, `root-password`).
+pub const K8S_APP_SECRET: &str = "challenge-db";
+pub const K8S_DB_SECRET: &str = "mysql";
+/// The labels that select the app's and the database's pods.
+pub const K8S_APP_SELECTOR: &str =
+    "app.kubernetes.io/name=challenge,app.kubernetes.io/instance=infra-challenge";
+pub const K8S_DB_SELECTOR: &str =
+    "app.kubernetes.io/name=mysql,app.kubernetes.io/instance=infra-challenge";

@@ -1,0 +1,1 @@
+//! Flow tests against a fake API server (to be written).
