@@ -1,5 +1,7 @@
 //! Connection pool, migrations (under a MySQL named lock) and seed data.
 
+use std::sync::LazyLock;
+
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
@@ -12,9 +14,16 @@ use crate::pool::Pool;
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// The schema version this build expects (the newest embedded migration).
+/// The schema version this build expects (the newest embedded migration, 0 with none), computed
+/// once: `/readyz` and `/version` ask for it on every call.
 pub fn expected_schema_version() -> i64 {
-    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    static EXPECTED: LazyLock<i64> = LazyLock::new(|| newest(MIGRATOR.iter().map(|m| m.version)));
+    *EXPECTED
+}
+
+/// The newest of migration `versions`, 0 when there are none.
+fn newest(versions: impl IntoIterator<Item = i64>) -> i64 {
+    versions.into_iter().max().unwrap_or(0)
 }
 
 /// Prefix of the MySQL named lock that serialises migrations and seeding across replicas.
@@ -188,7 +197,7 @@ async fn apply_locked(
             }
         }
     }
-    report.schema_version = migrator.iter().map(|m| m.version).max().unwrap_or_default();
+    report.schema_version = newest(migrator.iter().map(|m| m.version));
     if let Some(count) = seed_count {
         report.seeded = seed(conn, count).await.map_err(MigrationError::Seed)?;
     }
@@ -250,6 +259,29 @@ pub async fn applied_schema_version(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_version_is_the_largest_whatever_the_order_and_0_without_any() {
+        assert_eq!(
+            newest([20_240_101_000_002, 20_240_101_000_001]),
+            20_240_101_000_002
+        );
+        assert_eq!(newest([]), 0);
+    }
+
+    #[test]
+    fn the_expected_version_is_the_newest_migration_file() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let newest_file = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|entry| {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                name.split_once('_')?.0.parse::<i64>().ok()
+            })
+            .max()
+            .expect("a migration file");
+        assert_eq!(expected_schema_version(), newest_file);
+    }
 
     #[test]
     fn the_lock_names_its_database() {

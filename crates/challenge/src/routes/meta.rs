@@ -1,5 +1,7 @@
 //! `/metrics`, `/version` and `/openapi.json`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -11,7 +13,9 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use crate::build_info::BUILD;
+use crate::db;
 use crate::error::Problem;
+use crate::store::StoreError;
 use crate::telemetry;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,20 +39,54 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// What is running: the build, and the schema versions that tell whether this build can run
+/// against the database it is connected to.
 #[derive(Serialize, ToSchema)]
 pub struct VersionInfo {
+    /// Release version of this build.
     version: &'static str,
+    /// Git commit this build was made from, `unknown` outside an image build.
     git_sha: &'static str,
+    /// When this build was made, `unknown` outside an image build.
     build_date: &'static str,
+    /// Newest migration embedded in this build (its version, the prefix of its file name; 0 with
+    /// none). A build whose `schema_version` is below the database's `database_schema_version`
+    /// cannot start against that database: its migrator refuses migrations it does not know.
+    schema_version: i64,
+    /// Newest migration successfully applied in the connected database; null when the database
+    /// cannot be asked now (unreachable, refusing us, no answer within a second) or has no
+    /// migration applied yet.
+    #[schema(required = true)]
+    database_schema_version: Option<i64>,
 }
 
+/// How long `/version` waits for the database's schema version before answering without it.
+const VERSION_DB_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The build and the schema versions.
+///
+/// Always 200, and quickly, whatever the state of the database: it is asked for its schema version
+/// for at most a second, and `database_schema_version` is null when it cannot answer.
 #[utoipa::path(get, path = "/version", tag = "operations",
-    responses((status = 200, description = "What is running", body = VersionInfo)))]
-pub async fn version() -> Json<VersionInfo> {
+    responses((status = 200, description = "What is running, and the schema versions of this build and of its database", body = VersionInfo)))]
+pub async fn version(State(state): State<AppState>) -> Json<VersionInfo> {
+    let database_schema_version = match state.store.schema_version(VERSION_DB_TIMEOUT).await {
+        Ok(version) => version,
+        Err(StoreError::Unavailable { outage, detail }) => {
+            crate::outage::warn(outage, &detail);
+            None
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "/version: reading the database schema version failed");
+            None
+        }
+    };
     Json(VersionInfo {
         version: BUILD.version,
         git_sha: BUILD.git_sha,
         build_date: BUILD.build_date,
+        schema_version: db::expected_schema_version(),
+        database_schema_version,
     })
 }
 

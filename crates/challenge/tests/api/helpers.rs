@@ -154,6 +154,19 @@ impl TestApp {
     }
 }
 
+/// The version of the newest file in `migrations/`: the number its name starts with, before `_`.
+pub fn newest_migration_file() -> i64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    std::fs::read_dir(&dir)
+        .expect("read migrations/")
+        .filter_map(|entry| {
+            let name = entry.expect("a directory entry").file_name();
+            name.to_str()?.split_once('_')?.0.parse::<i64>().ok()
+        })
+        .max()
+        .expect("a migration file in migrations/")
+}
+
 /// The path of a task the API returned.
 pub fn task_path(task: &serde_json::Value) -> String {
     format!("/api/tasks/{}", task["id"])
@@ -203,10 +216,10 @@ pub async fn start_app(
 
 pub async fn wait_ready(app: &TestApp) {
     for _ in 0..100 {
-        if let Ok(r) = app.client.get(app.url("/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
+        if let Ok(r) = app.client.get(app.url("/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

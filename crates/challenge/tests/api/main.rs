@@ -14,3 +14,4 @@ mod shutdown;
 mod strict;
 mod tasks;
 mod traces;
+mod version;
