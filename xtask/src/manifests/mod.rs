@@ -7,6 +7,10 @@
 //! package knows, checkov's Kubernetes policies, and our own invariants (`invariants`). The
 //! Secret examples, which are never applied, are checked alongside the base and feed the
 //! invariants' key lookups everywhere.
+//!
+//! What the deployer itself applies goes through the same checks: `deployer render --target
+//! kubernetes --env prod` (the prod overlay at a release version, with the deployer's ApplySet
+//! labels and parent) is one more rendering.
 
 mod invariants;
 pub mod model;
@@ -28,6 +32,8 @@ use crate::{pytools, util};
 const KUBERNETES_DIR: &str = "deploy/kubernetes";
 /// Where renderings are written, for the tools and for a human to read after a failure.
 const RENDER_DIR: &str = ".xtask/manifests";
+/// The version the deployer's rendering is checked at (any release version: only the tag changes).
+const DEPLOYER_RENDER_VERSION: &str = "1.2.3";
 /// The Secret templates the base documents but does not apply.
 const SECRET_EXAMPLE: &str = "secret.example.yaml";
 
@@ -156,7 +162,34 @@ fn render_all(sh: &Shell, root: &Path, kubernetes: &Path) -> anyhow::Result<Vec<
         );
         renderings.push(Rendering { name, file });
     }
+    renderings.push(render_deployer(sh, root, &out_dir)?);
     Ok(renderings)
+}
+
+/// What `deployer deploy --target kubernetes --env prod` would apply, as `deployer render` prints it.
+fn render_deployer(sh: &Shell, root: &Path, out_dir: &Path) -> anyhow::Result<Rendering> {
+    let name = "deployer render prod".to_string();
+    let version = DEPLOYER_RENDER_VERSION;
+    let yaml = cmd!(
+        sh,
+        "cargo run --quiet -p deployer -- render --target kubernetes --env prod --version {version}"
+    )
+    .quiet()
+    .read()
+    .context("`deployer render --target kubernetes --env prod` failed")?;
+    let image = format!("image: infra-challenge:{version}");
+    anyhow::ensure!(
+        yaml.contains(&image),
+        "`deployer render` did not set the release's image ({image} is missing)"
+    );
+    let file = out_dir.join("deployer-render-prod.yaml");
+    // `read` trims the last line break, which YAML files end with.
+    fs::write(&file, format!("{yaml}\n")).with_context(|| format!("writing {}", file.display()))?;
+    eprintln!(
+        "{name}: rendered to {}",
+        file.strip_prefix(root).unwrap_or(&file).display()
+    );
+    Ok(Rendering { name, file })
 }
 
 /// Every `secret.example.yaml` under the base, sorted.

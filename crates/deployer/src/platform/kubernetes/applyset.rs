@@ -128,10 +128,19 @@ pub fn parent(namespace: &str, group_kinds: &BTreeSet<(String, String)>) -> Dyna
         metadata: ObjectMeta {
             name: Some(PARENT_NAME.to_string()),
             namespace: Some(namespace.to_string()),
-            labels: Some(BTreeMap::from([(
-                ID_LABEL.to_string(),
-                parent_id(namespace),
-            )])),
+            // The ApplySet id, and the labels every object of the product carries.
+            labels: Some(BTreeMap::from([
+                (ID_LABEL.to_string(), parent_id(namespace)),
+                ("app.kubernetes.io/name".to_string(), "deployer".to_string()),
+                (
+                    "app.kubernetes.io/part-of".to_string(),
+                    "infra-challenge".to_string(),
+                ),
+                (
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "deployer".to_string(),
+                ),
+            ])),
             annotations: Some(BTreeMap::from([
                 (TOOLING_ANNOTATION.to_string(), TOOLING.to_string()),
                 (

@@ -1007,8 +1007,13 @@ impl Target for KubernetesTarget {
     fn render(&self, env: &Environment, release: &Release) -> Result<String> {
         let mut objects = self.desired(env, release)?;
         let namespace = manifests::namespace(&objects).unwrap_or_default();
+        // The parent right after the Namespace it lives in: the order `apply_all` applies them.
+        let after_namespaces = objects
+            .iter()
+            .take_while(|o| kind_of(o) == "Namespace")
+            .count();
         objects.insert(
-            0,
+            after_namespaces,
             applyset::parent(&namespace, &applyset::group_kinds_of(&objects)),
         );
         manifests::redact_secrets(&mut objects);
