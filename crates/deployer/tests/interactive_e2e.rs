@@ -71,18 +71,31 @@ fn interactive_deploy_keeps_the_running_version() {
 }
 
 #[test]
-fn choosing_kubernetes_says_it_is_not_available_yet() {
+fn choosing_kubernetes_asks_the_cluster_and_says_when_there_is_none() {
     let env = TestEnv::new("k8s");
-    let mut session = spawn(&env);
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kubeconfig.path(), common::UNREACHABLE_KUBECONFIG).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployer"));
+    env.global_flags(&mut cmd);
+    cmd.env("TERM", "xterm-256color")
+        .env("KUBECONFIG", kubeconfig.path())
+        .env_remove("DEPLOYER_ENV");
+    let mut session = Session::spawn(cmd).expect("spawning the deployer on a pty");
+    session.set_expect_timeout(Some(Duration::from_secs(60)));
     session
         .expect("Deploy on which platform?")
         .expect("platform question");
     session.send("\x1b[B").unwrap(); // arrow down: Kubernetes
     session.send("\r").unwrap();
+    // The environment question, then the version question reads the cluster: there is none.
     session
-        .expect("not available yet")
-        .expect("a plain message");
-    assert_eq!(exit_code(&session), 2);
+        .expect("Environment")
+        .expect("the environment question");
+    session.send("qa\r").unwrap();
+    session
+        .expect("the Kubernetes API is not reachable: context unreachable-test")
+        .expect("names the context it tried");
+    assert_eq!(exit_code(&session), 3);
 }
 
 #[test]

@@ -83,22 +83,107 @@ fn no_terminal_and_no_flags_is_a_usage_error_naming_them() {
     assert!(text.contains("pass --yes"), "{text}");
 }
 
-#[test]
-fn kubernetes_target_says_it_is_not_available_yet() {
-    let (code, text, _) = deployer(
-        &[
-            "deploy",
-            "--target",
-            "kubernetes",
-            "--version",
-            "1.0.0",
-            "--yes",
-        ],
-        false,
+/// `deployer` with a kubeconfig whose only cluster answers nothing (a closed port on loopback).
+fn deployer_without_cluster(args: &[&str]) -> (i32, String, Duration) {
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kubeconfig.path(), common::UNREACHABLE_KUBECONFIG).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployer"));
+    cmd.arg("--state-dir")
+        .arg(state.path())
+        .arg("--project-dir")
+        .arg(project_dir())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig.path())
+        .env_remove("DEPLOYER_ENV")
+        .env_remove("DEPLOYER_KUBE_CONTEXT");
+    let started = Instant::now();
+    let out = run(&mut cmd);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(code, 2, "{text}");
+    (out.status.code().unwrap_or(-1), text, started.elapsed())
+}
+
+#[test]
+fn kubernetes_without_a_reachable_cluster_exits_3_within_5_seconds_naming_the_context() {
+    let (code, text, took) = deployer_without_cluster(&[
+        "deploy",
+        "--target",
+        "kubernetes",
+        "--env",
+        "qa",
+        "--version",
+        "1.2.3",
+        "--yes",
+    ]);
+    assert_eq!(code, 3, "{text}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {text}");
     assert!(
-        text.contains("Kubernetes target is not available yet"),
+        text.contains("context unreachable-test at https://127.0.0.1:1"),
         "{text}"
     );
+    assert!(
+        text.contains("fix:") && text.contains("--context"),
+        "{text}"
+    );
+
+    let (code, text, took) = deployer_without_cluster(&["doctor", "--target", "kubernetes"]);
+    assert_eq!(code, 3, "{text}");
+    assert!(took < Duration::from_secs(5), "took {took:?}: {text}");
+    assert!(
+        text.contains("FAIL api server") && text.contains("context unreachable-test"),
+        "{text}"
+    );
+    // What doctor could check without the cluster passed.
+    assert!(
+        text.contains("ok   renderer") && text.contains("ok   overlay"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_context_is_named_with_the_command_that_lists_them() {
+    let (code, text, _) = deployer_without_cluster(&[
+        "status",
+        "--target",
+        "kubernetes",
+        "--context",
+        "no-such-context",
+    ]);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("no usable context \"no-such-context\"")
+            && text.contains("kubectl config get-contexts"),
+        "{text}"
+    );
+}
+
+#[test]
+fn kubernetes_render_needs_no_cluster_and_sets_the_image() {
+    let (code, text, _) = deployer_without_cluster(&[
+        "render",
+        "--target",
+        "kubernetes",
+        "--env",
+        "prod",
+        "--version",
+        "1.2.3",
+        "--repository",
+        "registry.example:5000/team/infra-challenge",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        text.matches("image: registry.example:5000/team/infra-challenge:1.2.3")
+            .count(),
+        2,
+        "the app container and the migrate init container: {text}"
+    );
+    assert!(
+        text.contains("applyset.kubernetes.io/part-of: applyset-"),
+        "{text}"
+    );
+    assert!(text.contains("name: deployer-applyset"), "{text}");
 }

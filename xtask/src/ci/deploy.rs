@@ -1,6 +1,7 @@
 //! `deploy <env>` and `smoke <env>`, through the deployer: dev on Docker Compose, qa and prod on
-//! Kubernetes (`--target kubernetes`). The deployer's Kubernetes target is not built yet: it refuses
-//! with its usage error, exit code 2, and these stages exit with that code.
+//! Kubernetes (`--target kubernetes`, the cluster of the agent's kubeconfig). Where no cluster is
+//! reachable the deployer exits 3 at once, naming the context it tried, and these stages exit with
+//! that code.
 
 use std::path::Path;
 use std::time::Duration;
@@ -85,8 +86,19 @@ fn status_checks(status: &Value, version: &str) -> Vec<Check> {
             running == version,
             format!("running {running}, expected {version}"),
         ),
-        Check::new("deployer status: health", health == "healthy", health),
+        Check::new("deployer status: health", is_healthy(health), health),
     ]
+}
+
+/// Compose says `healthy`; Kubernetes says how many replicas are ready (`3/3 ready`).
+fn is_healthy(health: &str) -> bool {
+    health == "healthy"
+        || health
+            .strip_suffix(" ready")
+            .and_then(|counts| counts.split_once('/'))
+            .is_some_and(|(ready, wanted)| {
+                ready == wanted && ready.parse::<u32>().is_ok_and(|n| n > 0)
+            })
 }
 
 /// The answers of the service, checked: /readyz 200, /api/tasks?limit=1 a page of tasks, /version
@@ -228,6 +240,14 @@ mod tests {
         let checks = status_checks(&status, "1.1.0");
         assert!(!checks[0].ok && checks[0].detail == "running 1.0.0, expected 1.1.0");
         assert!(!status_checks(&Value::Null, "1.0.0")[1].ok);
+    }
+
+    #[test]
+    fn kubernetes_health_is_every_replica_ready() {
+        assert!(is_healthy("3/3 ready"));
+        for not in ["2/3 ready", "0/0 ready", "starting", "x/x ready", ""] {
+            assert!(!is_healthy(not), "{not}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Every stage writes its reports under `target/ci/` and ends with one summary line on stderr,
 //! `ci <stage>: ok|FAILED - ... (12.3s)`. A stage that ran the deployer exits with the deployer's
-//! exit code when it fails (for example 2 for the Kubernetes target, which is not built yet).
+//! exit code when it fails (for example 3 when the Kubernetes target finds no reachable cluster).
 //!
 //! The version every stage works on (image tag, deploy, smoke test, message) is one rule, see
 //! [`version`]: `--version`, else `PIPELINE_VERSION`, else `<workspace version>-<short sha>` (with

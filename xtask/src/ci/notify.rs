@@ -248,8 +248,10 @@ mod tests {
 
     #[test]
     fn a_failed_deploy_says_why() {
-        let kubernetes = jsonl(&[json!({"event": "error", "kind": "usage", "exit_code": 2,
-            "message": "the Kubernetes target is not available yet (it is planned)"})]);
+        let kubernetes = jsonl(&[
+            json!({"event": "error", "kind": "prerequisite", "exit_code": 3,
+            "message": "the Kubernetes API is not reachable: context ci at https://10.0.0.1:6443"}),
+        ]);
         let outcomes = [
             deploy_outcome("dev", &deploy_ok()),
             deploy_outcome("qa", &kubernetes),
@@ -262,7 +264,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "\n- deploy qa: FAILED: the Kubernetes target is not available yet (it is planned)\n"
+                "\n- deploy qa: FAILED: the Kubernetes API is not reachable: context ci at https://10.0.0.1:6443\n"
             ),
             "{text}"
         );

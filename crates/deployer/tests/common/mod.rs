@@ -20,6 +20,25 @@ pub const V2: &str = "2.0.0";
 /// A release whose process exits at start.
 pub const BROKEN: &str = "9.9.9-broken";
 
+/// A kubeconfig whose one cluster is a closed port on loopback: no Kubernetes API answers there.
+pub const UNREACHABLE_KUBECONFIG: &str = "apiVersion: v1
+kind: Config
+current-context: unreachable-test
+clusters:
+  - name: unreachable-test
+    cluster:
+      server: https://127.0.0.1:1
+contexts:
+  - name: unreachable-test
+    context:
+      cluster: unreachable-test
+      user: test
+users:
+  - name: test
+    user:
+      token: not-a-real-token
+";
+
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
