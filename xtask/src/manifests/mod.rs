@@ -32,7 +32,9 @@ use crate::{pytools, util};
 const KUBERNETES_DIR: &str = "deploy/kubernetes";
 /// Where renderings are written, for the tools and for a human to read after a failure.
 const RENDER_DIR: &str = ".xtask/manifests";
-/// The version the deployer's rendering is checked at (any release version: only the tag changes).
+/// The release the deployer's rendering is checked at: prod pulls from a registry (an image
+/// without one is taken from the nodes' store, with imagePullPolicy IfNotPresent).
+const DEPLOYER_RENDER_REPOSITORY: &str = "registry.example:5000/team/infra-challenge";
 const DEPLOYER_RENDER_VERSION: &str = "1.2.3";
 /// The Secret templates the base documents but does not apply.
 const SECRET_EXAMPLE: &str = "secret.example.yaml";
@@ -169,15 +171,15 @@ fn render_all(sh: &Shell, root: &Path, kubernetes: &Path) -> anyhow::Result<Vec<
 /// What `deployer deploy --target kubernetes --env prod` would apply, as `deployer render` prints it.
 fn render_deployer(sh: &Shell, root: &Path, out_dir: &Path) -> anyhow::Result<Rendering> {
     let name = "deployer render prod".to_string();
-    let version = DEPLOYER_RENDER_VERSION;
+    let (repository, version) = (DEPLOYER_RENDER_REPOSITORY, DEPLOYER_RENDER_VERSION);
     let yaml = cmd!(
         sh,
-        "cargo run --quiet -p deployer -- render --target kubernetes --env prod --version {version}"
+        "cargo run --quiet -p deployer -- --repository {repository} render --target kubernetes --env prod --version {version}"
     )
     .quiet()
     .read()
     .context("`deployer render --target kubernetes --env prod` failed")?;
-    let image = format!("image: infra-challenge:{version}");
+    let image = format!("image: {repository}:{version}");
     anyhow::ensure!(
         yaml.contains(&image),
         "`deployer render` did not set the release's image ({image} is missing)"

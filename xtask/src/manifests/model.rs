@@ -165,9 +165,10 @@ impl<'a> Workload<'a> {
     }
 
     /// The workload runs this image (by repository name, tag ignored).
-    pub fn runs_image(self, repository: &str) -> bool {
-        self.containers()
-            .any(|c| image_repository(c.image()) == repository)
+    /// Whether a container runs an image named `name`, from whichever registry (`mysql`,
+    /// `registry.example/team/infra-challenge` is `infra-challenge`).
+    pub fn runs_image(self, name: &str) -> bool {
+        self.containers().any(|c| image_name(c.image()) == name)
     }
 }
 
@@ -221,6 +222,12 @@ pub fn image_repository(image: &str) -> &str {
         Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],
         _ => without_digest,
     }
+}
+
+/// The image's name without registry or path: the last segment of its repository.
+pub fn image_name(image: &str) -> &str {
+    let repository = image_repository(image);
+    repository.rsplit('/').next().unwrap_or(repository)
 }
 
 /// The tag of an image reference, if any.

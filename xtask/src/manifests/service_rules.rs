@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::model::{
-    Container, Object, Selector, Workload, image_repository, items, of_kind, resolve_port, str_at,
+    Container, Object, Selector, Workload, image_name, items, of_kind, resolve_port, str_at,
     workloads,
 };
 
@@ -46,7 +46,7 @@ pub fn check(objects: &[Value], out: &mut Vec<String>) {
     for app in &apps {
         for container in app
             .containers()
-            .filter(|c| image_repository(c.image()) == APP_IMAGE)
+            .filter(|c| image_name(c.image()) == APP_IMAGE)
         {
             configuration(objects, app, container, out);
             if !container.init {

@@ -190,13 +190,27 @@ pub fn set_image(objects: &mut [DynamicObject], image: &str) {
                 continue;
             };
             for container in containers {
-                if let Some(Value::String(current)) = container.get_mut("image")
-                    && repository_name(current) == APP_IMAGE_REPOSITORY
-                {
-                    *current = image.to_string();
+                let ours = matches!(container.get("image"), Some(Value::String(current))
+                    if repository_name(current) == APP_IMAGE_REPOSITORY);
+                if ours {
+                    container["image"] = Value::String(image.to_string());
+                    container["imagePullPolicy"] = Value::String(pull_policy(image).to_string());
                 }
             }
         }
+    }
+}
+
+/// `Always` for an image pushed somewhere (a re-pushed tag is never served from a node's stale
+/// cache); `IfNotPresent` for a bare local name (`infra-challenge:1.2.3`, what `deployer build`
+/// tags without --registry), which can only come from the nodes' own store, where `kind load
+/// docker-image` or `minikube image load` put it: `Always` would send the kubelet to Docker Hub's
+/// `library/` for it and fail.
+pub fn pull_policy(image: &str) -> &'static str {
+    if image.contains('/') {
+        "Always"
+    } else {
+        "IfNotPresent"
     }
 }
 
@@ -346,6 +360,27 @@ fn group_version(object: &DynamicObject) -> GroupVersion {
     match api_version.split_once('/') {
         Some((group, version)) => GroupVersion::gv(group, version),
         None => GroupVersion::gv("", api_version),
+    }
+}
+
+#[cfg(test)]
+mod pull_policy_tests {
+    use super::*;
+
+    #[test]
+    fn images_in_a_registry_are_always_pulled_and_local_ones_taken_from_the_node() {
+        for remote in [
+            "registry.example:5000/team/infra-challenge:1.2.3",
+            "ghcr.io/team/infra-challenge:1.2.3",
+            "localhost:5001/infra-challenge:1.2.3",
+            "localhost/infra-challenge:1",
+            "team/infra-challenge:1.2.3",
+        ] {
+            assert_eq!(pull_policy(remote), "Always", "{remote}");
+        }
+        for local in ["infra-challenge:1.2.3", "infra-challenge:sha-abc1234"] {
+            assert_eq!(pull_policy(local), "IfNotPresent", "{local}");
+        }
     }
 }
 
