@@ -126,13 +126,13 @@ pub fn summary(
     };
     format!(
         "\n  platform:    {}\n  environment: {} (project {})\n  version:     {}{running}\n  image:       {image}\n  \
-         database:    {}\n  URL:         {}\n  state:       {}\n",
+         database:    {}\n  where:       {}\n  state:       {}\n",
         target.title(),
         env.name,
         env.project(),
         plan.version,
         env.db_image,
-        env.url(),
+        target.location(env),
         ctx.env_dir(&env.name).display()
     )
 }

@@ -128,6 +128,10 @@ pub trait Target {
     /// The platform as a person names it ("Docker Compose").
     fn title(&self) -> &'static str;
 
+    /// Where the environment lives, in a few words for the deploy summary (a URL, a cluster and
+    /// namespace).
+    fn location(&self, env: &Environment) -> String;
+
     /// Fast checks before anything changes; the error says how to fix what is missing.
     fn preflight(&self, env: &Environment) -> Result<()>;
 

@@ -350,6 +350,10 @@ impl Target for ComposeTarget {
         "Docker Compose"
     }
 
+    fn location(&self, env: &Environment) -> String {
+        env.url()
+    }
+
     fn preflight(&self, env: &Environment) -> Result<()> {
         docker::engine_version()?;
         self.flavour()?;

@@ -738,6 +738,14 @@ impl Target for KubernetesTarget {
         "Kubernetes"
     }
 
+    fn location(&self, env: &Environment) -> String {
+        let (context, server) = cluster::describe_kubeconfig(self.context.as_deref());
+        let namespace = self
+            .namespace(env)
+            .unwrap_or_else(|_| "(the overlay's)".to_string());
+        format!("namespace {namespace} of context {context} ({server})")
+    }
+
     fn preflight(&self, env: &Environment) -> Result<()> {
         self.cluster()?;
         self.overlay(env)?;
@@ -1039,7 +1047,7 @@ impl Target for KubernetesTarget {
         &self,
         env: &Environment,
         release: &Release,
-        _deadline: Instant,
+        deadline: Instant,
         step: &mut Step<'_>,
     ) -> Result<Applied, Diagnosis> {
         let objects = self
@@ -1048,7 +1056,15 @@ impl Target for KubernetesTarget {
         let namespace = manifests::namespace(&objects).unwrap_or_default();
         let client = self.client().map_err(|e| Diagnosis::cause(e.to_string()))?;
         step.detail("server-side apply");
-        self.block_on(self.apply_all(&client, &namespace, &objects, step))?;
+        let applying = self.apply_all(&client, &namespace, &objects, step);
+        match self.block_on(async { tokio::time::timeout(remaining(deadline), applying).await }) {
+            Ok(applied) => applied?,
+            Err(_) => {
+                return Err(Diagnosis::cause(
+                    "the API server did not finish the apply before the timeout",
+                ));
+            }
+        }
         Ok(Applied {
             manifests: Some(manifests::to_yaml(&objects)),
         })
