@@ -84,10 +84,10 @@ pub fn lint(sh: &Shell, clippy_report: Option<&Path>) -> anyhow::Result<()> {
     cmd!(sh, "cargo fmt --all -- --check").run()?;
     util::step("cargo clippy --all-targets -- -D warnings");
     let mut report = String::new();
-    // The deployer's Docker end-to-end tests sit behind a feature; lint them too.
+    // The deployer's end-to-end tests (Docker; a kind cluster) sit behind features; lint them too.
     for selection in [
         &["--workspace"][..],
-        &["-p", "deployer", "--features", "e2e"][..],
+        &["-p", "deployer", "--features", "e2e,kind-e2e"][..],
     ] {
         let clippy = cmd!(sh, "cargo clippy {selection...} --all-targets");
         match clippy_report {
