@@ -107,7 +107,6 @@ impl KubernetesTarget {
     /// A target talking to a given client (the tests' fake API server), with the overlay of
     /// `env` already rendered.
     #[cfg(test)]
-    #[allow(dead_code)] // used by the flow tests of the next commit
     fn with_cluster(
         project_dir: &Path,
         cluster: Cluster,
@@ -285,15 +284,25 @@ impl KubernetesTarget {
         }
         let desired: Vec<ObjectKey> = objects.iter().map(manifests::key).collect();
         let live = self.members(client, namespace, &union).await;
-        for key in applyset::prune_set(&live, &desired, false) {
+        let pruned = applyset::prune_set(&live, &desired, false);
+        for key in &pruned {
             step.detail(&format!("pruning {key}"));
-            delete(client, &key).await.map_err(|e| {
+            delete(client, key).await.map_err(|e| {
                 Diagnosis::cause(format!(
                     "pruning {key}, which the overlay no longer declares, failed: {e}"
                 ))
             })?;
         }
-        self.apply_one(client, &applyset::parent(namespace, &current))
+        // Members kept although no longer declared (data: Secrets, volume claims) stay members:
+        // the parent keeps listing their kinds, or they could never be found again (by a later
+        // prune or `down --purge-data`).
+        let kept: BTreeSet<(String, String)> = live
+            .iter()
+            .filter(|key| !pruned.contains(key))
+            .map(|key| (key.group.clone(), key.kind.clone()))
+            .collect();
+        let inventory: BTreeSet<(String, String)> = current.union(&kept).cloned().collect();
+        self.apply_one(client, &applyset::parent(namespace, &inventory))
             .await
     }
 
