@@ -1807,7 +1807,15 @@ fn server_side_apply_patches_each_object_at_its_path_as_a_member_of_the_applyset
         );
         let labels = &patch.body["metadata"]["labels"];
         if patch.path == parent_path {
-            assert_eq!(labels, &json!({(applyset::ID_LABEL): id}));
+            assert_eq!(labels[applyset::ID_LABEL], json!(id));
+            assert_eq!(
+                labels["app.kubernetes.io/part-of"],
+                json!("infra-challenge")
+            );
+            assert!(
+                labels.get(applyset::PART_OF_LABEL).is_none(),
+                "the parent is not a member of its own set"
+            );
         } else {
             assert_eq!(
                 labels[applyset::PART_OF_LABEL],
