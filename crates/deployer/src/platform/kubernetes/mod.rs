@@ -1040,10 +1040,17 @@ impl Target for KubernetesTarget {
     fn ensure_secrets(&self, env: &Environment) -> Result<Vec<String>> {
         let client = self.client()?;
         let namespace = self.namespace(env)?;
-        let overlay = self.overlay(env)?;
+        let mut namespaces: Vec<DynamicObject> = self
+            .overlay(env)?
+            .into_iter()
+            .filter(|o| kind_of(o) == "Namespace")
+            .collect();
+        // Applied as the deploy applies it (a member of the ApplySet), so no label comes and goes.
+        let (key, value) = applyset::member_label(&namespace);
+        manifests::add_labels(&mut namespaces, &BTreeMap::from([(key, value)]));
         self.block_on(async {
             // The Secrets live in the namespace: it comes first.
-            for object in overlay.iter().filter(|o| kind_of(o) == "Namespace") {
+            for object in &namespaces {
                 self.apply_one(&client, object)
                     .await
                     .map_err(|d| Error::Other(d.cause))?;
@@ -1075,7 +1082,13 @@ impl Target for KubernetesTarget {
             }
         }
         Ok(Applied {
-            manifests: Some(manifests::to_yaml(&objects)),
+            // Without Secrets: a record holds no secret value (a rollback leaves Secrets as they are).
+            manifests: Some(manifests::to_yaml(
+                &objects
+                    .into_iter()
+                    .filter(|o| kind_of(o) != "Secret")
+                    .collect::<Vec<_>>(),
+            )),
         })
     }
 
