@@ -22,10 +22,9 @@
 //!   must be a kind context (`kind-<cluster>`): the suite deletes the `infra-challenge` namespace's
 //!   workloads and data at the end, which must never happen to a real cluster by mistake.
 //!
-//! Why a registry and not `kind load docker-image`: `doctor` fails its "image repository" check for
-//! a bare name such as `infra-challenge` (only a node that holds the image can run it), and a real
-//! cluster pulls a REGISTRY/NAME image, which the deployer sets to `imagePullPolicy: Always`: the
-//! suite takes that path (a bare name, `IfNotPresent`, is what `kind load` serves). kind's local
+//! Why a registry and not `kind load docker-image`: a real cluster pulls a REGISTRY/NAME image,
+//! which the deployer sets to `imagePullPolicy: Always`, and the suite means to prove that path (a
+//! bare name, pulled `IfNotPresent`, is what `kind load` serves; the README shows it). kind's local
 //! registry (<https://kind.sigs.k8s.io/docs/user/local-registry/>) gives the cluster one:
 //!
 //! ```sh

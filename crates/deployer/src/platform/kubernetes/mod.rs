@@ -915,17 +915,24 @@ impl Target for KubernetesTarget {
                 "ask a cluster admin for a Role (or ClusterRole) granting these verbs",
             )
         });
-        if !env.app_repository.contains('/') {
-            checks.push(Check::fail(
-                "image repository",
+        // Informational: a bare local name is right for a local cluster the image was loaded into.
+        checks.push(Check::pass(
+            "image repository",
+            if env.app_repository.contains('/') {
                 format!(
-                    "{} has no registry: only a local cluster with the image loaded can run it",
+                    "{}: the cluster pulls it (imagePullPolicy Always); push each version there \
+                     (`deployer build --push --registry REGISTRY`)",
                     env.app_repository
-                ),
-                "pass --repository REGISTRY/NAME and push there (`deployer build --push --registry REGISTRY`); \
-                 for kind: `kind load docker-image infra-challenge:VERSION`",
-            ));
-        }
+                )
+            } else {
+                format!(
+                    "{} has no registry: the nodes must already hold the image (imagePullPolicy \
+                     IfNotPresent), as after `kind load docker-image {}:VERSION`; a remote cluster needs \
+                     --repository REGISTRY/NAME",
+                    env.app_repository, env.app_repository
+                )
+            },
+        ));
         checks
     }
 
