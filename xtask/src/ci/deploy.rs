@@ -168,6 +168,80 @@ fn get(url: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
+/// The namespace of the Kubernetes overlays (deploy/kubernetes/base/kustomization.yaml).
+const NAMESPACE: &str = "infra-challenge";
+
+/// `kubectl port-forward service/challenge` on a free local port, stopped when dropped.
+struct PortForward {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PortForward {
+    /// Starts the forward (with `--context $DEPLOYER_KUBE_CONTEXT` when set) and waits up to 20 s
+    /// for kubectl to say which local port it listens on.
+    fn start() -> Result<PortForward, String> {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new("kubectl");
+        if let Ok(context) = std::env::var("DEPLOYER_KUBE_CONTEXT") {
+            cmd.arg("--context").arg(context);
+        }
+        let mut child = cmd
+            .args([
+                "--namespace",
+                NAMESPACE,
+                "port-forward",
+                "service/challenge",
+                ":http",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run kubectl: {e}"))?;
+        let stdout = child.stdout.take().ok_or("kubectl has no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .ok()
+            .and_then(|line| forwarded_port(&line));
+        match port {
+            Some(port) => Ok(PortForward { child, port }),
+            None => {
+                let _ = child.kill();
+                let output = child.wait_with_output().map_err(|e| e.to_string())?;
+                Err(format!(
+                    "kubectl port-forward to service/challenge in {NAMESPACE} did not start: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ))
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The local port of kubectl's `Forwarding from 127.0.0.1:43125 -> 8000`.
+fn forwarded_port(line: &str) -> Option<u16> {
+    let rest = line.strip_prefix("Forwarding from ")?;
+    let address = rest.split(" -> ").next()?;
+    address.rsplit(':').next()?.parse().ok()
+}
+
 pub fn smoke(sh: &Shell, reports: &Path, env: Env, version: &str) -> anyhow::Result<String> {
     let events = reports.join(format!("smoke-{}.jsonl", env.name()));
     let args = ["status", "--target", env.target(), "--env", env.name()];
@@ -175,9 +249,18 @@ pub fn smoke(sh: &Shell, reports: &Path, env: Env, version: &str) -> anyhow::Res
     let stdout = run_events(deployer(sh, &args), &events)?;
     let status = result_event(&stdout).unwrap_or(Value::Null);
     let mut checks = status_checks(&status, version);
-    match status["url"].as_str() {
-        Some(url) => checks.extend(http_checks(url, version, get)),
-        None => checks.push(Check::new("URL", false, "the release publishes no URL")),
+    if env.target() == "kubernetes" {
+        // A cluster's Service is not reachable from the agent: the checks go through a
+        // `kubectl port-forward` to it, in the namespace and context the deployer used.
+        match PortForward::start() {
+            Ok(forward) => checks.extend(http_checks(&forward.url(), version, get)),
+            Err(why) => checks.push(Check::new("kubectl port-forward", false, why)),
+        }
+    } else {
+        match status["url"].as_str() {
+            Some(url) => checks.extend(http_checks(url, version, get)),
+            None => checks.push(Check::new("URL", false, "the release publishes no URL")),
+        }
     }
     let ok = checks.iter().all(|c| c.ok);
     let mut lines = stdout;
@@ -240,6 +323,19 @@ mod tests {
         let checks = status_checks(&status, "1.1.0");
         assert!(!checks[0].ok && checks[0].detail == "running 1.0.0, expected 1.1.0");
         assert!(!status_checks(&Value::Null, "1.0.0")[1].ok);
+    }
+
+    #[test]
+    fn the_forwarded_port_is_read_from_kubectl() {
+        assert_eq!(
+            forwarded_port("Forwarding from 127.0.0.1:43125 -> 8000"),
+            Some(43125)
+        );
+        assert_eq!(
+            forwarded_port("Forwarding from [::1]:43125 -> 8000"),
+            Some(43125)
+        );
+        assert_eq!(forwarded_port("error: no such service"), None);
     }
 
     #[test]
