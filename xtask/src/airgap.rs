@@ -619,4 +619,22 @@ mod tests {
             assert!(dockerfile.is_file(), "{} is missing", dockerfile.display());
         }
     }
+
+    #[test]
+    fn each_upstream_image_is_the_compose_files_default() {
+        let compose = util::project_root().join("deploy/compose/compose.yaml");
+        let compose = std::fs::read_to_string(compose).expect("reading compose.yaml");
+        for (variable, standin) in [
+            ("DB_IMAGE", &STANDINS[0]),
+            ("PROXY_IMAGE", &STANDINS[1]),
+            ("PROMETHEUS_IMAGE", &STANDINS[2]),
+            ("ALERTMANAGER_IMAGE", &STANDINS[3]),
+        ] {
+            let default = format!("image: ${{{variable}:-{}}}", standin.upstream);
+            assert!(
+                compose.contains(&default),
+                "compose.yaml has no `{default}`"
+            );
+        }
+    }
 }
