@@ -5,9 +5,9 @@
 //! seeded with a Debian base, a Rust builder and a distroless-like runtime under the names the
 //! `Dockerfile` uses (read from its `ARG` defaults, so the names live in one place), and with stand-ins
 //! under honest local names built from Debian packages by a Dockerfile each under `xtask/airgap/`
-//! ([`STANDINS`]): MariaDB 10.11 for the database (passed to Compose and the tests as `DB_IMAGE`), and
-//! Prometheus and Alertmanager for the Compose `observability` profile (`PROMETHEUS_IMAGE`,
-//! `ALERTMANAGER_IMAGE`).
+//! ([`STANDINS`]): MariaDB 10.11 for the database (passed to Compose and the tests as `DB_IMAGE`),
+//! HAProxy 2.6 for the reverse proxy in front of the service (`PROXY_IMAGE`), and Prometheus and
+//! Alertmanager for the Compose `observability` profile (`PROMETHEUS_IMAGE`, `ALERTMANAGER_IMAGE`).
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,10 @@ use crate::util;
 pub const DB_STANDIN: &str = "infra-challenge/mariadb:10.11";
 /// The database image users run (docs/ARCHITECTURE.md, "Names"), pulled where a registry answers.
 pub const DB_UPSTREAM: &str = "mysql:8.4";
+/// The reverse proxy stand-in's name; what `PROXY_IMAGE` is set to where `haproxy:2.8` cannot be pulled.
+pub const PROXY_STANDIN: &str = "infra-challenge/haproxy:2.6";
+/// The reverse proxy image users run (deploy/compose/compose.yaml's default).
+pub const PROXY_UPSTREAM: &str = "haproxy:2.8";
 /// The monitoring stand-ins' names: what `PROMETHEUS_IMAGE` and `ALERTMANAGER_IMAGE` are set to where the
 /// upstream images (deploy/compose/compose.yaml's defaults) cannot be pulled.
 pub const PROMETHEUS_STANDIN: &str = "infra-challenge/prometheus:2.42";
@@ -37,12 +41,17 @@ struct StandIn {
     context: &'static str,
 }
 
-/// Every Dockerfile stand-in, the database's first.
-const STANDINS: [StandIn; 3] = [
+/// Every Dockerfile stand-in: the Compose stack's (database, proxy), then the monitoring profile's.
+const STANDINS: [StandIn; 4] = [
     StandIn {
         image: DB_STANDIN,
         upstream: DB_UPSTREAM,
         context: "xtask/airgap/mariadb",
+    },
+    StandIn {
+        image: PROXY_STANDIN,
+        upstream: PROXY_UPSTREAM,
+        context: "xtask/airgap/haproxy",
     },
     StandIn {
         image: PROMETHEUS_STANDIN,
@@ -55,7 +64,7 @@ const STANDINS: [StandIn; 3] = [
         context: "xtask/airgap/alertmanager",
     },
 ];
-/// The Debian base the database stand-in is built on (its Dockerfile's `BASE_IMAGE` default).
+/// The Debian base the stand-ins are built on (their Dockerfiles' `BASE_IMAGE` default).
 const DEBIAN_IMAGE: &str = "debian:bookworm-slim";
 const SUITE: &str = "bookworm";
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -130,41 +139,32 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
     report(sh, &images)
 }
 
-/// Makes sure the base images, a database image and the monitoring images exist, seeding stand-ins when
-/// no registry answers. Returns the database image to use (`DB_IMAGE` when set, else `mysql:8.4` or the
-/// stand-in); the monitoring images are found by the tests themselves (the upstream one when present,
-/// else the stand-in).
-pub fn ensure_images(sh: &Shell) -> anyhow::Result<String> {
+/// The images the Compose stack runs next to the service's, as [`ensure_images`] chose them.
+#[derive(Debug)]
+pub struct StackImages {
+    /// `DB_IMAGE`: `mysql:8.4` or the MariaDB stand-in.
+    pub db: String,
+    /// `PROXY_IMAGE`: `haproxy:2.8` or the HAProxy stand-in.
+    pub proxy: String,
+}
+
+/// Makes sure the base images, a database image, a proxy image and the monitoring images exist, seeding
+/// stand-ins when no registry answers. Returns the database and proxy images to use (see [`choose`]);
+/// the monitoring images are found by the tests themselves (the upstream one when present, else the
+/// stand-in).
+pub fn ensure_images(sh: &Shell) -> anyhow::Result<StackImages> {
     require_docker(sh)?;
     let base = BaseImages::from_dockerfile()?;
-    let db_override = std::env::var("DB_IMAGE")
-        .ok()
-        .filter(|image| !image.trim().is_empty());
     let mut missing: Vec<&str> = [base.builder.as_str(), base.runtime.as_str()]
         .into_iter()
-        .filter(|image| !image_exists(sh, image))
+        .filter(|image| !image_exists(sh, image) && !registry_answers(sh, image))
         .collect();
-    let db = match &db_override {
-        Some(image) => image.clone(),
-        None if image_exists(sh, DB_UPSTREAM) => DB_UPSTREAM.to_owned(),
-        None if image_exists(sh, DB_STANDIN) => DB_STANDIN.to_owned(),
-        None if registry_answers(sh, DB_UPSTREAM) => DB_UPSTREAM.to_owned(),
-        None => {
-            missing.push(DB_STANDIN);
-            DB_STANDIN.to_owned()
-        }
+    let images = StackImages {
+        db: choose(sh, "DB_IMAGE", &STANDINS[0], &mut missing)?,
+        proxy: choose(sh, "PROXY_IMAGE", &STANDINS[1], &mut missing)?,
     };
-    if let Some(image) = &db_override
-        && !image_exists(sh, image)
-    {
-        anyhow::ensure!(
-            registry_answers(sh, image),
-            "DB_IMAGE={image} is not in the local engine and cannot be pulled"
-        );
-    }
-    missing.retain(|image| *image == DB_STANDIN || !registry_answers(sh, image));
     // Prometheus and Alertmanager: the upstream image or the stand-in, whichever is here or can be had.
-    for standin in &STANDINS[1..] {
+    for standin in &STANDINS[2..] {
         if !image_exists(sh, standin.upstream)
             && !image_exists(sh, standin.image)
             && !registry_answers(sh, standin.upstream)
@@ -185,7 +185,38 @@ pub fn ensure_images(sh: &Shell) -> anyhow::Result<String> {
         };
         build(sh, &base, &plan)?;
     }
-    Ok(db)
+    Ok(images)
+}
+
+/// The image a Compose service runs: `variable` when set (it must be here or pullable), else the
+/// upstream image when present, else the stand-in when present, else the upstream image when it can be
+/// pulled, else the stand-in, which goes into `missing` to be built.
+fn choose(
+    sh: &Shell,
+    variable: &str,
+    standin: &StandIn,
+    missing: &mut Vec<&str>,
+) -> anyhow::Result<String> {
+    if let Some(image) = std::env::var(variable)
+        .ok()
+        .filter(|image| !image.trim().is_empty())
+    {
+        anyhow::ensure!(
+            image_exists(sh, &image) || registry_answers(sh, &image),
+            "{variable}={image} is not in the local engine and cannot be pulled"
+        );
+        return Ok(image);
+    }
+    let standin_here = image_exists(sh, standin.image);
+    if image_exists(sh, standin.upstream)
+        || (!standin_here && registry_answers(sh, standin.upstream))
+    {
+        return Ok(standin.upstream.to_owned());
+    }
+    if !standin_here {
+        missing.push(standin.image);
+    }
+    Ok(standin.image.to_owned())
 }
 
 /// Fails with an explanation when the Docker engine cannot be used.
@@ -570,4 +601,40 @@ fn report(sh: &Shell, images: &[(&str, bool)]) -> anyhow::Result<()> {
         eprintln!("{image:<40} {mb:>7.1} MB  {what}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stacks_standins_come_first_and_each_has_its_dockerfile() {
+        // ensure_images picks the database and the proxy by position.
+        assert_eq!(STANDINS[0].image, DB_STANDIN);
+        assert_eq!(STANDINS[1].image, PROXY_STANDIN);
+        for standin in &STANDINS {
+            let dockerfile = util::project_root()
+                .join(standin.context)
+                .join("Dockerfile");
+            assert!(dockerfile.is_file(), "{} is missing", dockerfile.display());
+        }
+    }
+
+    #[test]
+    fn each_upstream_image_is_the_compose_files_default() {
+        let compose = util::project_root().join("deploy/compose/compose.yaml");
+        let compose = std::fs::read_to_string(compose).expect("reading compose.yaml");
+        for (variable, standin) in [
+            ("DB_IMAGE", &STANDINS[0]),
+            ("PROXY_IMAGE", &STANDINS[1]),
+            ("PROMETHEUS_IMAGE", &STANDINS[2]),
+            ("ALERTMANAGER_IMAGE", &STANDINS[3]),
+        ] {
+            let default = format!("image: ${{{variable}:-{}}}", standin.upstream);
+            assert!(
+                compose.contains(&default),
+                "compose.yaml has no `{default}`"
+            );
+        }
+    }
 }

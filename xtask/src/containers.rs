@@ -2,7 +2,8 @@
 //! stack and the deployer end to end on the local Docker engine.
 //!
 //! The service image is built once here (as [`E2E_IMAGE`]) and handed to the test processes through
-//! `E2E_APP_IMAGE`, with the database image in `E2E_DB_IMAGE`.
+//! `E2E_APP_IMAGE`, with the database image in `E2E_DB_IMAGE` and the reverse proxy's in
+//! `E2E_PROXY_IMAGE` (the upstream images, or the air-gapped stand-ins where no registry answers).
 
 use std::path::Path;
 
@@ -17,12 +18,13 @@ pub const E2E_IMAGE: &str = "infra-challenge:e2e";
 pub fn run(sh: &Shell) -> anyhow::Result<()> {
     lint_dockerfile(sh)?;
     util::step("base images (seeded from Debian packages when no registry answers)");
-    let db_image = airgap::ensure_images(sh)?;
+    let images = airgap::ensure_images(sh)?;
     util::step(&format!("docker build --tag {E2E_IMAGE}"));
     build_image(sh, &util::project_root(), E2E_IMAGE, &[])?;
 
     let _app = sh.push_env("E2E_APP_IMAGE", E2E_IMAGE);
-    let _db = sh.push_env("E2E_DB_IMAGE", &db_image);
+    let _db = sh.push_env("E2E_DB_IMAGE", &images.db);
+    let _proxy = sh.push_env("E2E_PROXY_IMAGE", &images.proxy);
     // Each failing assertion of these tests names its step; a backtrace of the test harness after
     // it only pushes that message out of a CI log's tail.
     let _backtrace = sh.push_env("RUST_BACKTRACE", "0");
@@ -43,9 +45,10 @@ fn lint_dockerfile(sh: &Shell) -> anyhow::Result<()> {
 }
 
 /// The Dockerfiles this repository builds.
-const DOCKERFILES: [&str; 4] = [
+const DOCKERFILES: [&str; 5] = [
     "Dockerfile",
     "xtask/airgap/mariadb/Dockerfile",
+    "xtask/airgap/haproxy/Dockerfile",
     "xtask/airgap/prometheus/Dockerfile",
     "xtask/airgap/alertmanager/Dockerfile",
 ];

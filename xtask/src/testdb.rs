@@ -58,7 +58,7 @@ pub fn provide(sh: &Shell) -> anyhow::Result<TestDatabase> {
 /// A container of the database image on a Docker-chosen free port of 127.0.0.1, with a random root
 /// password, ready once the server sends its handshake.
 fn throwaway(sh: &Shell) -> anyhow::Result<TestDatabase> {
-    let image = airgap::ensure_images(sh)?;
+    let image = airgap::ensure_images(sh)?.db;
     let name = format!(
         "infra-challenge-testdb-{}-{:08x}",
         std::process::id(),

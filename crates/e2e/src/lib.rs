@@ -2,7 +2,7 @@
 //! and guards that remove what a test created even when it fails (they act on drop, during unwinding).
 //!
 //! The images come from `cargo xtask test --only containers`, which builds the service image once and
-//! exports `E2E_APP_IMAGE` and `E2E_DB_IMAGE`.
+//! exports `E2E_APP_IMAGE`, `E2E_DB_IMAGE` and `E2E_PROXY_IMAGE`.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -19,6 +19,11 @@ pub fn app_image() -> String {
 /// The MySQL-compatible image the stack uses (`mysql:8.4` or the MariaDB stand-in).
 pub fn db_image() -> String {
     required_env("E2E_DB_IMAGE")
+}
+
+/// The reverse proxy image in front of the Compose stack's app (`haproxy:2.8` or the HAProxy stand-in).
+pub fn proxy_image() -> String {
+    required_env("E2E_PROXY_IMAGE")
 }
 
 fn required_env(name: &str) -> String {
@@ -254,8 +259,8 @@ pub fn compose_command() -> Vec<String> {
     }
 }
 
-/// A Compose project of `deploy/compose/compose.yaml` with its own name, secrets directory and port;
-/// `down -v` when dropped.
+/// A Compose project of `deploy/compose/compose.yaml` with its own name, secrets directory and port (the
+/// proxy's published port); `down -v` when dropped.
 pub struct ComposeProject {
     pub name: String,
     pub port: u16,
@@ -284,6 +289,7 @@ impl ComposeProject {
             ("APP_IMAGE".into(), image),
             ("APP_VERSION".into(), tag),
             ("DB_IMAGE".into(), db_image()),
+            ("PROXY_IMAGE".into(), proxy_image()),
             ("APP_PORT".into(), port.to_string()),
             ("SECRETS_DIR".into(), secrets.path().display().to_string()),
         ];

@@ -1,4 +1,5 @@
-//! The Compose stack end to end, through `deploy/compose/compose.yaml` as users run it.
+//! The Compose stack end to end, through `deploy/compose/compose.yaml` as users run it: every request
+//! goes through the reverse proxy, which owns the published port.
 
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,45 @@ fn compose_stack_serves_crud_survives_a_db_restart_and_leaves_nothing_after_down
     project.run(&["up", "-d"]);
     let app = project.container("app");
     let db = project.container("db");
+    let proxy = project.container("proxy");
     wait_for_health(&app, "healthy", Duration::from_secs(180));
+    wait_for_health(&proxy, "healthy", Duration::from_secs(60));
+
+    // Only the proxy publishes a port; it runs hardened like the rest of the stack.
+    assert_eq!(docker(&["port", &app]), "", "the app publishes a port");
+    assert_eq!(
+        docker(&["port", &proxy, "8080/tcp"]),
+        format!("127.0.0.1:{}", project.port)
+    );
+    assert_eq!(inspect(&proxy, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert_eq!(inspect(&proxy, "{{.Config.User}}"), "99:99");
+    assert_eq!(inspect(&proxy, "{{.HostConfig.CapDrop}}"), "[ALL]");
 
     let agent = http();
+    // A request id for every request: the caller's, or one the proxy makes up; the service echoes it.
+    let response = agent
+        .get(project.url("/healthz"))
+        .call()
+        .expect("GET /healthz");
+    assert_eq!(response.status(), 200);
+    let generated = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert_eq!(generated.len(), 36, "not a UUID: {generated:?}");
+    let response = agent
+        .get(project.url("/healthz"))
+        .header("X-Request-ID", "e2e-request-0001")
+        .call()
+        .expect("GET /healthz");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().ok()),
+        Some(Some("e2e-request-0001"))
+    );
     let created: Value = {
         let mut response = agent
             .post(project.url("/api/tasks"))

@@ -1,6 +1,7 @@
-//! The Compose `observability` profile: db, app, Prometheus and Alertmanager from
+//! The Compose `observability` profile: db, app, proxy, Prometheus and Alertmanager from
 //! `deploy/compose/compose.yaml` (Grafana has no stand-in, so it is left out where its image cannot be
-//! pulled). Prometheus must scrape the service, load the rules and find Alertmanager.
+//! pulled). Prometheus must scrape the service (`app:8000` on the project's network, past the proxy),
+//! load the rules and find Alertmanager.
 //!
 //! The monitoring images are `PROMETHEUS_IMAGE` and `ALERTMANAGER_IMAGE` when set, else the upstream
 //! images when the engine has them, else the stand-ins `cargo xtask airgap-images` builds.
@@ -12,19 +13,14 @@ use e2e::{
 };
 use serde_json::Value;
 
-const PROFILE_SERVICES: [&str; 4] = ["db", "app", "prometheus", "alertmanager"];
+const PROFILE_SERVICES: [&str; 5] = ["db", "app", "proxy", "prometheus", "alertmanager"];
 
 #[test]
 fn observability_profile_scrapes_the_app_loads_the_rules_and_reaches_alertmanager() {
     let profile = Profile::new(ComposeProject::new("obs-secret-0001", "obs-root-0001"));
-    profile.project.run(&[
-        "up",
-        "-d",
-        PROFILE_SERVICES[0],
-        PROFILE_SERVICES[1],
-        PROFILE_SERVICES[2],
-        PROFILE_SERVICES[3],
-    ]);
+    let mut up = vec!["up", "-d"];
+    up.extend(PROFILE_SERVICES);
+    profile.project.run(&up);
     let app = profile.project.container("app");
     let prometheus = profile.project.container("prometheus");
     let alertmanager = profile.project.container("alertmanager");

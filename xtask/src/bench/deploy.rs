@@ -11,12 +11,14 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use crate::util;
+use crate::{airgap, util};
 
 /// The service image measured: the one the container tests build from the current tree.
 const DEFAULT_APP_IMAGE: &str = "infra-challenge:e2e";
 /// Database images tried in order: what users run, then the air-gapped stand-in.
-const DB_IMAGES: [&str; 2] = ["mysql:8.4", "infra-challenge/mariadb:10.11"];
+const DB_IMAGES: [&str; 2] = [airgap::DB_UPSTREAM, airgap::DB_STANDIN];
+/// Reverse proxy images tried in order, likewise.
+const PROXY_IMAGES: [&str; 2] = [airgap::PROXY_UPSTREAM, airgap::PROXY_STANDIN];
 /// Repetitions of each warm measurement (the median is reported).
 const ROUNDS: usize = 3;
 /// What the original spent in `sleep` on its Kubernetes path (seconds), checking nothing.
@@ -35,6 +37,8 @@ struct Bench<'a> {
     repository: String,
     port: u16,
     db_image: String,
+    /// Passed as DEPLOYER_PROXY_IMAGE: the deployer reads the proxy image from there.
+    proxy_image: String,
 }
 
 impl Bench<'_> {
@@ -51,6 +55,7 @@ impl Bench<'_> {
             self.sh,
             "{bin} --state-dir {state} --env {env} --port {port} --repository {repo} --db-image {db} {args...}"
         )
+        .env("DEPLOYER_PROXY_IMAGE", &self.proxy_image)
         .quiet()
     }
 
@@ -122,15 +127,16 @@ fn list(values: &[f64]) -> String {
         .join(", ")
 }
 
-/// `DB_IMAGE` when set, else the first local one of the upstream image and the air-gapped stand-in.
-fn database_image(sh: &Shell) -> anyhow::Result<String> {
-    if let Some(image) = std::env::var("DB_IMAGE")
+/// `variable` when set, else the first of `candidates` (the upstream image, the air-gapped stand-in) the
+/// local engine has.
+fn local_image(sh: &Shell, variable: &str, candidates: [&str; 2]) -> anyhow::Result<String> {
+    if let Some(image) = std::env::var(variable)
         .ok()
         .filter(|i| !i.trim().is_empty())
     {
         return Ok(image);
     }
-    for image in DB_IMAGES {
+    for image in candidates {
         if cmd!(sh, "docker image inspect {image}")
             .quiet()
             .ignore_stdout()
@@ -142,14 +148,15 @@ fn database_image(sh: &Shell) -> anyhow::Result<String> {
         }
     }
     bail!(
-        "no database image in the local engine ({}): pull one, or seed the stand-in with `cargo xtask \
-         airgap-images`, or set DB_IMAGE",
-        DB_IMAGES.join(", ")
+        "none of {} is in the local engine: pull one, or seed the stand-in with `cargo xtask \
+         airgap-images`, or set {variable}",
+        candidates.join(", ")
     )
 }
 
 pub fn measure(sh: &Shell) -> anyhow::Result<String> {
-    let db_image = database_image(sh)?;
+    let db_image = local_image(sh, "DB_IMAGE", DB_IMAGES)?;
+    let proxy_image = local_image(sh, "PROXY_IMAGE", PROXY_IMAGES)?;
     let app_image =
         std::env::var("BENCH_APP_IMAGE").unwrap_or_else(|_| DEFAULT_APP_IMAGE.to_owned());
     if cmd!(sh, "docker image inspect {app_image}")
@@ -180,6 +187,7 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
         repository: format!("deployer-bench-{}", std::process::id()),
         port,
         db_image,
+        proxy_image,
     };
     for version in [V1, V2] {
         let tag = format!("{}:{version}", bench.repository);
@@ -229,13 +237,14 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
     writeln!(out, "## Deploy with `deployer` (Docker Compose)\n")?;
     writeln!(
         out,
-        "{}; {flavour}; app image `{app_image}`, database `{}`. Wall-clock time of `deployer deploy --target \
+        "{}; {flavour}; app image `{app_image}`, database `{}`, proxy `{}`. Wall-clock time of `deployer deploy --target \
          compose --version V --yes` (release build), from the command's start to its return with the release \
          healthy: Docker's healthcheck passed (`challenge healthcheck`, first run one 5 s interval after the \
          container starts) and the smoke test through the published port passed. Warm rows: median of {ROUNDS} \
          runs.\n",
         super::machine(sh),
-        bench.db_image
+        bench.db_image,
+        bench.proxy_image
     )?;
     writeln!(out, "| deploy | time (s) | runs (s) | goal |")?;
     writeln!(out, "| --- | --- | --- | --- |")?;

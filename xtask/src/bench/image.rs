@@ -26,7 +26,7 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
         "docker-compose",
         "install Docker Compose (Debian package `docker-compose`)",
     )?;
-    let db_image = airgap::ensure_images(sh)?;
+    let images = airgap::ensure_images(sh)?;
     let context = Scratch::create("bench-context")?;
     let archive = context.path.join("head.tar");
     cmd!(sh, "git archive --format=tar --output {archive} HEAD").run()?;
@@ -49,7 +49,7 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
     let ratio = 100.0 * rebuild.as_secs_f64() / cold.as_secs_f64();
 
     util::step("bench: Compose up to healthy");
-    let up = up_to_healthy(sh, &db_image)?;
+    let up = up_to_healthy(sh, &images)?;
 
     let nproc = cmd!(sh, "nproc")
         .quiet()
@@ -88,8 +88,9 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
     writeln!(
         md,
         "\n{nproc} CPUs, Docker Engine {engine}, `docker build` as the engine runs it; database image \
-         `{db_image}`. Up to healthy includes the database's first initialisation and is rounded up \
-         to the app's healthcheck interval in compose.yaml (5 s)."
+         `{}`, proxy image `{}`. Up to healthy includes the database's first initialisation and is \
+         rounded up to the app's healthcheck interval in compose.yaml (5 s).",
+        images.db, images.proxy
     )?;
     Ok(md)
 }
@@ -117,7 +118,7 @@ fn image_size_mb(sh: &Shell, image: &str) -> anyhow::Result<f64> {
 }
 
 /// `up -d` of deploy/compose on a fresh project until the app container reports healthy.
-fn up_to_healthy(sh: &Shell, db_image: &str) -> anyhow::Result<Duration> {
+fn up_to_healthy(sh: &Shell, images: &airgap::StackImages) -> anyhow::Result<Duration> {
     let secrets = Scratch::create("bench-secrets")?;
     cmd!(sh, "chmod 0700").arg(&secrets.path).run()?;
     for name in ["db_password", "db_root_password"] {
@@ -133,7 +134,8 @@ fn up_to_healthy(sh: &Shell, db_image: &str) -> anyhow::Result<Duration> {
     let env: Vec<(&str, String)> = vec![
         ("APP_IMAGE", image.to_owned()),
         ("APP_VERSION", tag.to_owned()),
-        ("DB_IMAGE", db_image.to_owned()),
+        ("DB_IMAGE", images.db.clone()),
+        ("PROXY_IMAGE", images.proxy.clone()),
         ("APP_PORT", port.to_string()),
         ("SECRETS_DIR", secrets.path.display().to_string()),
     ];

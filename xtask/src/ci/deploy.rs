@@ -14,15 +14,24 @@ use super::quality::relative;
 use super::{Env, deployer, run_events};
 use crate::airgap;
 
-/// Where no registry answers, the database is the MariaDB stand-in: the deployer is told so unless
-/// DEPLOYER_DB_IMAGE already says which image to use (what .ci/run and the containers suite do).
-fn database_image<'a>(sh: &'a Shell, env: Env) -> anyhow::Result<Option<xshell::PushEnv<'a>>> {
-    let set = std::env::var("DEPLOYER_DB_IMAGE").is_ok_and(|v| !v.trim().is_empty());
-    if set || env.target() != "compose" {
-        return Ok(None);
+/// Where no registry answers, the database and the reverse proxy are the stand-ins (MariaDB, HAProxy):
+/// on Compose the deployer is told which images to run through DEPLOYER_DB_IMAGE and
+/// DEPLOYER_PROXY_IMAGE, each unless it is already set (by the caller, as .ci/run may).
+fn stack_images<'a>(sh: &'a Shell, env: Env) -> anyhow::Result<Vec<xshell::PushEnv<'a>>> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let (db_set, proxy_set) = (set("DEPLOYER_DB_IMAGE"), set("DEPLOYER_PROXY_IMAGE"));
+    if env.target() != "compose" || (db_set && proxy_set) {
+        return Ok(Vec::new());
     }
-    let image = airgap::ensure_images(sh)?;
-    Ok(Some(sh.push_env("DEPLOYER_DB_IMAGE", image)))
+    let images = airgap::ensure_images(sh)?;
+    let mut pushed = Vec::new();
+    if !db_set {
+        pushed.push(sh.push_env("DEPLOYER_DB_IMAGE", &images.db));
+    }
+    if !proxy_set {
+        pushed.push(sh.push_env("DEPLOYER_PROXY_IMAGE", &images.proxy));
+    }
+    Ok(pushed)
 }
 
 /// The deployer's arguments for a deploy of `version` to `env`.
@@ -42,7 +51,7 @@ fn deploy_args(env: Env, version: &str) -> Vec<String> {
 }
 
 pub fn deploy(sh: &Shell, reports: &Path, env: Env, version: &str) -> anyhow::Result<String> {
-    let _db = database_image(sh, env)?;
+    let _images = stack_images(sh, env)?;
     let events = reports.join(format!("deploy-{}.jsonl", env.name()));
     let args = deploy_args(env, version);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
