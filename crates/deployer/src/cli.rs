@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::facts::{DEFAULT_DB_IMAGE, PRODUCT};
+use crate::facts::{DEFAULT_DB_IMAGE, DEFAULT_PROXY_IMAGE, PRODUCT};
 use crate::plan;
 use crate::report::OutputFormat;
 
@@ -64,6 +64,14 @@ pub struct GlobalArgs {
         default_value = DEFAULT_DB_IMAGE
     )]
     pub db_image: String,
+    /// Compose: the reverse proxy image (it owns the published port and switches between releases).
+    #[arg(
+        long,
+        env = "DEPLOYER_PROXY_IMAGE",
+        global = true,
+        default_value = DEFAULT_PROXY_IMAGE
+    )]
+    pub proxy_image: String,
     /// App image repository (the version is the tag); for a cluster, the registry it pulls from
     /// (REGISTRY/NAME, e.g. registry.example:5000/team/infra-challenge).
     #[arg(long, env = "DEPLOYER_REPOSITORY", global = true, default_value = PRODUCT)]

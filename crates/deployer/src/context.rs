@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cli::{GlobalArgs, TargetKind};
 use crate::error::Result;
-use crate::facts::{COMPOSE_FILE, DEFAULT_DB_IMAGE, PRODUCT};
+use crate::facts::{COMPOSE_FILE, DEFAULT_DB_IMAGE, DEFAULT_PROXY_IMAGE, PRODUCT};
 use crate::ledger::{self, Ledger};
 use crate::plan::{self, Environment};
 use crate::platform::Target;
@@ -88,6 +88,7 @@ impl Context {
             name: env.to_string(),
             app_repository: self.global.repository.clone(),
             db_image: self.global.db_image.clone(),
+            proxy_image: self.global.proxy_image.clone(),
             port: plan::choose_port(self.global.port, last_port),
             secrets_dir: self.env_dir(env).join("secrets"),
         })
@@ -132,6 +133,12 @@ impl Context {
         }
         if self.global.db_image != DEFAULT_DB_IMAGE {
             flags.push(format!("--db-image {}", shell_quote(&self.global.db_image)));
+        }
+        if self.global.proxy_image != DEFAULT_PROXY_IMAGE {
+            flags.push(format!(
+                "--proxy-image {}",
+                shell_quote(&self.global.proxy_image)
+            ));
         }
         if self.global.repository != PRODUCT {
             flags.push(format!(

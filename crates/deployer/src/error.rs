@@ -23,6 +23,9 @@ pub mod exit {
 pub enum Restore {
     /// The previous release was brought back and serves again.
     Restored { version: String },
+    /// The failed release ran beside the previous one, which never stopped serving (nothing was
+    /// switched, so nothing had to be restored).
+    KeptServing { version: String },
     /// There was no earlier release to restore (a first deploy): the failed one is left for inspection.
     Nothing,
     /// Bringing the previous release back failed too: a person must look.
@@ -34,6 +37,7 @@ impl Restore {
     pub fn name(&self) -> &'static str {
         match self {
             Restore::Restored { .. } => "restored",
+            Restore::KeptServing { .. } => "kept_serving",
             Restore::Nothing => "nothing_to_restore",
             Restore::Failed { .. } => "failed",
         }

@@ -12,11 +12,21 @@ pub const DEFAULT_HOST_PORT: u16 = 8000;
 pub const DEFAULT_DB_IMAGE: &str = "mysql:8.4";
 /// The database stand-in `cargo xtask airgap-images` builds where no registry serves `mysql:8.4`.
 pub const AIRGAP_DB_IMAGE: &str = "infra-challenge/mariadb:10.11";
+/// The reverse proxy in front of the app on Compose (it owns the published port), when
+/// `--proxy-image` does not say otherwise, and its stand-in where no registry answers.
+pub const DEFAULT_PROXY_IMAGE: &str = "haproxy:2.8";
+pub const AIRGAP_PROXY_IMAGE: &str = "infra-challenge/haproxy:2.6";
 /// uid/gid of the runtime image's `nonroot` user: the app reads its password file as that user.
 pub const APP_UID: u32 = 65532;
 
 /// The app service of compose.yaml.
 pub const COMPOSE_APP_SERVICE: &str = "app";
+/// The proxy service of compose.yaml, the port it serves the app on inside its container, and
+/// the port of its statistics (published on loopback only: the deployer reads which app
+/// containers it routes to).
+pub const COMPOSE_PROXY_SERVICE: &str = "proxy";
+pub const PROXY_PORT: u16 = 8080;
+pub const PROXY_STATS_PORT: u16 = 8404;
 /// The Compose file, relative to the repository checkout.
 pub const COMPOSE_FILE: &str = "deploy/compose/compose.yaml";
 

@@ -23,6 +23,24 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The body of a GET that must answer 200 (a statistics page).
+pub fn get_text(url: &str) -> Result<String, String> {
+    let mut response = agent()
+        .get(url)
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+    if status == 200 {
+        Ok(body)
+    } else {
+        Err(format!("GET {url} answered {status}"))
+    }
+}
+
 fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value), String> {
     let mut response = agent
         .get(url)

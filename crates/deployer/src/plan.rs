@@ -130,6 +130,8 @@ pub struct Environment {
     /// The app image repository (`infra-challenge`, or `registry/infra-challenge`).
     pub app_repository: String,
     pub db_image: String,
+    /// The reverse proxy's image (Compose).
+    pub proxy_image: String,
     /// The host port the app is published on (Compose).
     pub port: u16,
     /// Where the environment's generated secrets live on this machine (Compose).
@@ -254,6 +256,7 @@ mod tests {
             name: "dev".into(),
             app_repository: "registry.example/team/infra-challenge".into(),
             db_image: crate::facts::DEFAULT_DB_IMAGE.into(),
+            proxy_image: crate::facts::DEFAULT_PROXY_IMAGE.into(),
             port: 8080,
             secrets_dir: "/s".into(),
         };

@@ -24,6 +24,12 @@ fn compose_stack_serves_crud_survives_a_db_restart_and_leaves_nothing_after_down
         docker(&["port", &proxy, "8080/tcp"]),
         format!("127.0.0.1:{}", project.port)
     );
+    // Its statistics (what the deployer reads during a switch) only on loopback.
+    let stats = docker(&["port", &proxy, "8404/tcp"]);
+    assert!(
+        stats.starts_with("127.0.0.1:"),
+        "statistics published as {stats:?}"
+    );
     assert_eq!(inspect(&proxy, "{{.HostConfig.ReadonlyRootfs}}"), "true");
     assert_eq!(inspect(&proxy, "{{.Config.User}}"), "99:99");
     assert_eq!(inspect(&proxy, "{{.HostConfig.CapDrop}}"), "[ALL]");

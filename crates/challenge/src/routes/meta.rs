@@ -51,7 +51,8 @@ pub struct VersionInfo {
     build_date: &'static str,
     /// Newest migration embedded in this build (its version, the prefix of its file name; 0 with
     /// none). A build whose `schema_version` is below the database's `database_schema_version`
-    /// cannot start against that database: its migrator refuses migrations it does not know.
+    /// runs code that was never run against that schema (it skips the migrations it does not
+    /// know): the deployer refuses to roll back to it unless forced.
     schema_version: i64,
     /// Newest migration successfully applied in the connected database; null when the database
     /// cannot be asked now (unreachable, refusing us, no answer within a second) or has no

@@ -1,5 +1,6 @@
-//! The release procedure: preflight -> artifact present -> secrets -> apply -> wait -> smoke ->
-//! record; when the release is not healthy: diagnose -> record -> restore what ran before.
+//! The release procedure: preflight -> artifact present -> secrets -> apply -> wait -> switch ->
+//! smoke -> record; when the release is not healthy: diagnose -> record -> abandon it -> restore
+//! what ran before, unless it never stopped serving.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use crate::error::{Error, Restore, Result};
 use crate::http::Smoke;
 use crate::ledger::{self, Action, Outcome, Record};
 use crate::plan::{Environment, Release};
-use crate::platform::{Applied, Diagnosis, Target};
+use crate::platform::{Abandoned, Applied, Diagnosis, Target};
 
 /// Brings `release` up in `env`, or explains why not and restores what ran before.
 pub fn release(
@@ -96,6 +97,17 @@ pub fn release(
                 release.version,
                 diagnosis.cause
             );
+            if let (Abandoned::PreviousKeptServing, Some(previous)) =
+                (target.abandon(env, release), before.clone())
+            {
+                return Err(Error::DeployFailed {
+                    message: format!(
+                        "{message}; it was removed, and {previous}, which it would have replaced, kept serving \
+                         throughout"
+                    ),
+                    restore: Restore::KeptServing { version: previous },
+                });
+            }
             let Some(previous) = restore_target(before.as_deref(), &release.version, &records)
             else {
                 return Err(Error::DeployFailed {
@@ -197,6 +209,7 @@ fn bring_up(
     };
     let outcome = target
         .wait_healthy(env, release, deadline, &mut step)
+        .and_then(|()| target.switch(env, release, deadline, &mut step))
         .and_then(|()| {
             step.detail("smoke test");
             target
@@ -382,6 +395,7 @@ mod tests {
             name: "qa".into(),
             app_repository: "elsewhere/infra-challenge".into(),
             db_image: "mysql:8.4".into(),
+            proxy_image: "haproxy:2.8".into(),
             port: 8000,
             secrets_dir: "/s".into(),
         };

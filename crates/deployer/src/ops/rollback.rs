@@ -1,7 +1,9 @@
 //! Which release a rollback returns to, and whether the database lets it: an image whose embedded
-//! migrations are older than the schema the database already has cannot start against it (the
-//! service's migrator refuses a database with migrations it does not know), so such a rollback is
-//! refused with the reason unless forced.
+//! migrations are older than the schema the database already has would run code that was never
+//! run against that schema (its migrator skips the migrations it does not know, and a later one
+//! may have changed or dropped what the old code reads), so such a rollback is refused with the
+//! reason unless forced. Releases that keep the migration rule (docs/ARCHITECTURE.md, "Migrations
+//! across releases") make the rollback to the release just before safe: `--force` says so.
 
 use crate::error::{Error, Result};
 use crate::ledger::{self, Action, Outcome, Record};
@@ -32,8 +34,8 @@ pub fn schema_guard(record: &Record, database: Option<i64>, force: bool) -> Resu
         return Ok(None);
     }
     let why = format!(
-        "{} embeds migrations up to {image}, but the database already has schema {database}: its migrator \
-         refuses a database with migrations it does not know, so it would not start",
+        "{} embeds migrations up to {image}, but the database already has schema {database}: that code was \
+         never run against this schema, and a newer migration may have changed or dropped what it reads",
         record.version
     );
     if force {

@@ -81,6 +81,15 @@ pub struct Applied {
     pub manifests: Option<String>,
 }
 
+/// What became of a release that failed, once the target cleaned up after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abandoned {
+    /// It had replaced (part of) what ran before: the previous release must be brought back.
+    Replaced,
+    /// It ran beside the previous release, which never stopped serving; it is gone now.
+    PreviousKeptServing,
+}
+
 /// `logs` options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogOptions {
@@ -174,6 +183,24 @@ pub trait Target {
         deadline: Instant,
         step: &mut Step<'_>,
     ) -> Result<(), Diagnosis>;
+
+    /// Sends the traffic to the healthy release and retires what ran before (Compose: the proxy
+    /// routes to the new containers, then the old ones drain and go). Kubernetes' rolling update
+    /// has done it already.
+    fn switch(
+        &self,
+        _env: &Environment,
+        _release: &Release,
+        _deadline: Instant,
+        _step: &mut Step<'_>,
+    ) -> Result<(), Diagnosis> {
+        Ok(())
+    }
+
+    /// Cleans up after a release that failed, and says whether what ran before still serves.
+    fn abandon(&self, _env: &Environment, _release: &Release) -> Abandoned {
+        Abandoned::Replaced
+    }
 
     /// Asks the healthy release's API what it is: `/readyz`, a task list, `/version`.
     fn smoke(&self, env: &Environment) -> std::result::Result<Smoke, String>;

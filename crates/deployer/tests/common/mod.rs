@@ -2,8 +2,9 @@
 //! project, temporary state directory, free port, its own image repository) that is torn down by
 //! `Drop`, also when the test fails.
 //!
-//! Needs `E2E_APP_IMAGE` (an image of the current service, e.g. `infra-challenge:e2e`) and
-//! `E2E_DB_IMAGE` (the database image); `cargo xtask test` sets both.
+//! Needs `E2E_APP_IMAGE` (an image of the current service, e.g. `infra-challenge:e2e`),
+//! `E2E_DB_IMAGE` (the database image) and `E2E_PROXY_IMAGE` (the reverse proxy's);
+//! `cargo xtask test` sets all three.
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
@@ -43,7 +44,7 @@ fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
             "{name} is not set: these tests need a built image of the service and a database image; run them \
-             through `cargo xtask test` (or set E2E_APP_IMAGE=infra-challenge:e2e E2E_DB_IMAGE=<db image>)"
+             through `cargo xtask test` (or set E2E_APP_IMAGE=infra-challenge:e2e E2E_DB_IMAGE=<db image> E2E_PROXY_IMAGE=<proxy image>)"
         )
     })
 }
@@ -114,6 +115,7 @@ pub struct TestEnv {
     pub repository: String,
     pub port: u16,
     pub db_image: String,
+    pub proxy_image: String,
     pub app_image: String,
     pub state: tempfile::TempDir,
     tags: Vec<String>,
@@ -123,6 +125,7 @@ impl TestEnv {
     pub fn new(label: &str) -> Self {
         let app_image = required_env("E2E_APP_IMAGE");
         let db_image = required_env("E2E_DB_IMAGE");
+        let proxy_image = required_env("E2E_PROXY_IMAGE");
         let unique = format!(
             "{}-{}",
             std::process::id(),
@@ -133,6 +136,7 @@ impl TestEnv {
             repository: format!("deployer-e2e-{unique}"),
             port: free_port(),
             db_image,
+            proxy_image,
             app_image,
             state: tempfile::tempdir().expect("temporary state directory"),
             tags: Vec::new(),
@@ -201,6 +205,8 @@ impl TestEnv {
             .arg(self.port.to_string())
             .arg("--db-image")
             .arg(&self.db_image)
+            .arg("--proxy-image")
+            .arg(&self.proxy_image)
             .arg("--repository")
             .arg(&self.repository);
     }

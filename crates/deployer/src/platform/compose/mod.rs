@@ -6,6 +6,7 @@
 //! about running containers go to `docker` directly, through Compose's own labels: the same for
 //! both flavours, and much faster than starting Compose v1's Python.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,12 +16,15 @@ use std::time::{Duration, Instant};
 
 use crate::docker::{self, ContainerState};
 use crate::error::{Error, Result};
-use crate::facts::{AIRGAP_DB_IMAGE, APP_UID, COMPOSE_APP_SERVICE, COMPOSE_FILE, SERVICE_PORT};
+use crate::facts::{
+    AIRGAP_DB_IMAGE, AIRGAP_PROXY_IMAGE, APP_UID, COMPOSE_APP_SERVICE, COMPOSE_FILE,
+    COMPOSE_PROXY_SERVICE, PROXY_PORT, PROXY_STATS_PORT, SERVICE_PORT,
+};
 use crate::http::{self, Smoke};
 use crate::ledger::{Ledger, Record};
 use crate::plan::{Environment, Release};
 use crate::platform::{
-    AppState, Applied, Check, Diagnosis, Live, LogOptions, Target, Unit, redact,
+    Abandoned, AppState, Applied, Check, Diagnosis, Live, LogOptions, Target, Unit, redact,
 };
 use crate::process::Cmd;
 use crate::report::Step;
@@ -29,16 +33,20 @@ use crate::secrets::{self, SecretFile};
 mod checks;
 mod diagnosis;
 mod flavour;
+mod rollout;
 
 use checks::disk_check;
 use diagnosis::{ACCESS_DENIED, likely_cause, without_probes};
 pub use flavour::{Flavour, detect_flavour};
+use rollout::Rollout;
 
 const APP_SERVICE: &str = COMPOSE_APP_SERVICE;
 /// How many log lines a failed deploy shows.
 const LOG_TAIL: usize = 30;
 /// How many log lines are read to find the cause and the lines worth showing.
 const LOG_SCAN: usize = 300;
+/// How long an old app container may take to drain and exit (compose.yaml's stop_grace_period).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the wait looks at the app's log for a cause that waiting cannot cure.
 const LOG_CHECK_EVERY: Duration = Duration::from_secs(3);
 
@@ -62,6 +70,8 @@ pub struct ComposeTarget {
     /// Where each environment's ledger lives (`<state dir>/<env>/releases.jsonl`).
     state_dir: PathBuf,
     flavour: OnceLock<Flavour>,
+    /// The release being brought up beside the running one (between `apply` and `switch`).
+    rollout: RefCell<Option<Rollout>>,
 }
 
 impl ComposeTarget {
@@ -70,6 +80,7 @@ impl ComposeTarget {
             file: project_dir.join(COMPOSE_FILE),
             state_dir: state_dir.to_path_buf(),
             flavour: OnceLock::new(),
+            rollout: RefCell::new(None),
         }
     }
 
@@ -118,6 +129,7 @@ impl ComposeTarget {
             .env("APP_IMAGE", repository)
             .env("APP_VERSION", version)
             .env("DB_IMAGE", &env.db_image)
+            .env("PROXY_IMAGE", &env.proxy_image)
             .env("APP_PORT", env.port.to_string())
             .env("SECRETS_DIR", &env.secrets_dir))
     }
@@ -130,6 +142,37 @@ impl ComposeTarget {
             .and_then(|live| live.version)
             .unwrap_or_else(|| "none".to_string());
         format!("{}:{version}", env.app_repository)
+    }
+
+    /// `up` of the database and the proxy alone (each replaced only if its own configuration
+    /// changed): the running app is left alone.
+    fn up_infrastructure(&self, env: &Environment, release: &Release) -> Result<Cmd> {
+        Ok(self.compose(env, &release.image)?.args([
+            "up",
+            "--detach",
+            "--no-build",
+            "--no-deps",
+            "--remove-orphans",
+            "db",
+            COMPOSE_PROXY_SERVICE,
+        ]))
+    }
+
+    /// `up --scale app=N --no-recreate`: new app containers of the release beside the `N - 1`
+    /// running ones, which Compose leaves as they are.
+    fn scale_up(&self, env: &Environment, release: &Release, total: usize) -> Result<Cmd> {
+        Ok(self
+            .compose(env, &release.image)?
+            .args([
+                "up",
+                "--detach",
+                "--no-build",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+            ])
+            .arg(format!("{APP_SERVICE}={total}"))
+            .arg(APP_SERVICE))
     }
 
     /// `up`: the release's containers, replacing what differs, removing services no longer declared.
@@ -196,10 +239,10 @@ impl ComposeTarget {
             .collect()
     }
 
-    /// The host port the app container publishes the service port on.
-    fn published_port(&self, id: &str) -> Option<u16> {
+    /// The host port a container publishes `port` on.
+    fn published_port(&self, id: &str, port: u16) -> Option<u16> {
         let text = Cmd::new("docker")
-            .args(["port", id, &format!("{SERVICE_PORT}/tcp")])
+            .args(["port", id, &format!("{port}/tcp")])
             .checked(Duration::from_secs(20))
             .ok()?;
         text.lines()
@@ -266,35 +309,144 @@ impl ComposeTarget {
         }
     }
 
-    /// The database image must be local; pull it when a registry can provide it.
-    fn ensure_db_image(&self, env: &Environment) -> Result<()> {
-        if docker::image_id(&env.db_image)?.is_some() {
+    /// An image the stack needs (the database's, the proxy's) must be local; pull it when a
+    /// registry can provide it. `what` names it, `flag` is the flag that chooses it.
+    fn ensure_image(&self, what: &str, image: &str, flag: &str, standin: &str) -> Result<()> {
+        if docker::image_id(image)?.is_some() {
             return Ok(());
         }
         let pulled = Cmd::new("docker")
-            .args(["pull", "--quiet", &env.db_image])
+            .args(["pull", "--quiet", image])
             .output(Duration::from_secs(600))?;
         if pulled.success {
             return Ok(());
         }
-        let standin_here = docker::image_id(AIRGAP_DB_IMAGE).ok().flatten().is_some();
+        let standin_here = docker::image_id(standin).ok().flatten().is_some();
+        let variable = format!(
+            "DEPLOYER_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
         Err(Error::prerequisite(
             format!(
-                "the database image {} is not in the local engine and could not be pulled ({})",
-                env.db_image,
+                "the {what} image {image} is not in the local engine and could not be pulled ({})",
                 pulled.explanation().lines().last().unwrap_or("")
             ),
             if standin_here {
-                format!(
-                    "the air-gapped stand-in is here: pass --db-image {AIRGAP_DB_IMAGE} (or DEPLOYER_DB_IMAGE)"
-                )
+                format!("the air-gapped stand-in is here: pass {flag} {standin} (or {variable})")
             } else {
                 format!(
                     "where no registry is reachable, seed a stand-in with `cargo xtask airgap-images` and pass \
-                     --db-image {AIRGAP_DB_IMAGE}"
+                     {flag} {standin}"
                 )
             },
         ))
+    }
+
+    /// The proxy's container, when it exists.
+    fn proxy(&self, env: &Environment) -> Option<String> {
+        self.containers(env, Some(COMPOSE_PROXY_SERVICE))
+            .ok()?
+            .into_iter()
+            .next()
+    }
+
+    /// The servers of the proxy's app backends, from its statistics page (published on loopback).
+    fn proxy_servers(
+        &self,
+        env: &Environment,
+    ) -> std::result::Result<Vec<Vec<rollout::ServerState>>, String> {
+        let proxy = self
+            .proxy(env)
+            .ok_or("the proxy container does not exist")?;
+        let port = self
+            .published_port(&proxy, PROXY_STATS_PORT)
+            .ok_or("the proxy publishes no statistics port")?;
+        let csv = http::get_text(&format!("http://127.0.0.1:{port}/stats;csv"))?;
+        Ok(rollout::PROXY_BACKENDS
+            .iter()
+            .map(|backend| rollout::parse_stats(&csv, backend))
+            .collect())
+    }
+
+    /// The address (`ip:8000`) the proxy reaches an app container at.
+    fn address(&self, id: &str) -> Option<String> {
+        let ip = Cmd::new("docker")
+            .args([
+                "inspect",
+                "--format",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                id,
+            ])
+            .checked(Duration::from_secs(20))
+            .ok()?;
+        let ip = ip.split_whitespace().next()?.to_string();
+        Some(format!("{ip}:{SERVICE_PORT}"))
+    }
+
+    /// Waits until the proxy sends requests to every container in `ids`.
+    fn wait_in_rotation(
+        &self,
+        env: &Environment,
+        ids: &[String],
+        deadline: Instant,
+        step: &mut Step<'_>,
+    ) -> std::result::Result<(), Diagnosis> {
+        let addresses: Vec<String> = ids.iter().filter_map(|id| self.address(id)).collect();
+        let mut last: String;
+        loop {
+            match self.proxy_servers(env) {
+                Ok(backends)
+                    if backends
+                        .iter()
+                        .all(|servers| rollout::routes_to_all(servers, &addresses)) =>
+                {
+                    return Ok(());
+                }
+                Ok(backends) => {
+                    last = backends
+                        .iter()
+                        .flatten()
+                        .filter(|s| !s.address.is_empty())
+                        .map(|s| format!("{} {}", s.address, s.status))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    step.detail(&format!(
+                        "waiting for the proxy to route to {}: {last}",
+                        addresses.join(", ")
+                    ));
+                }
+                Err(e) => last = e,
+            }
+            if Instant::now() >= deadline {
+                return Err(Diagnosis {
+                    cause: format!(
+                        "the new release is healthy but the proxy never routed to it ({last}); the previous \
+                         release kept serving"
+                    ),
+                    fix: Some("check the proxy's log: `deployer logs proxy`".into()),
+                    details: Vec::new(),
+                    blocks: Vec::new(),
+                });
+            }
+            thread::sleep(Duration::from_millis(250).min(remaining(deadline)));
+        }
+    }
+
+    /// Stops the old release's containers one by one (each drains while the proxy takes it out of
+    /// rotation) and removes them.
+    fn drain(&self, old: &[String], step: &mut Step<'_>) -> Result<()> {
+        for id in old {
+            step.detail(&format!("draining {}", &id[..12.min(id.len())]));
+            Cmd::new("docker")
+                .args(["stop", "--time", &DRAIN_TIMEOUT.as_secs().to_string(), id])
+                .checked(DRAIN_TIMEOUT + Duration::from_secs(20))?;
+            Cmd::new("docker")
+                .args(["rm", "--force", id])
+                .checked(Duration::from_secs(60))?;
+        }
+        Ok(())
     }
 
     fn port_check(&self, env: &Environment) -> Check {
@@ -303,14 +455,14 @@ impl ComposeTarget {
             return Check::pass(name, format!("{} is free", env.port));
         }
         let ours = self
-            .containers(env, Some(APP_SERVICE))
+            .containers(env, Some(COMPOSE_PROXY_SERVICE))
             .unwrap_or_default()
             .iter()
-            .any(|id| self.published_port(id) == Some(env.port));
+            .any(|id| self.published_port(id, PROXY_PORT) == Some(env.port));
         if ours {
             Check::pass(
                 name,
-                format!("{} is used by this environment's app", env.port),
+                format!("{} is used by this environment's proxy", env.port),
             )
         } else {
             Check::fail(
@@ -375,7 +527,13 @@ impl Target for ComposeTarget {
                 ),
             )
         })?;
-        self.ensure_db_image(env)?;
+        self.ensure_image("database", &env.db_image, "--db-image", AIRGAP_DB_IMAGE)?;
+        self.ensure_image(
+            "proxy",
+            &env.proxy_image,
+            "--proxy-image",
+            AIRGAP_PROXY_IMAGE,
+        )?;
         Ok(image_id)
     }
 
@@ -423,6 +581,19 @@ impl Target for ComposeTarget {
             ),
             Err(e) => Check::fail("database image", e.to_string(), "check `docker images`"),
         });
+        checks.push(match docker::image_id(&env.proxy_image) {
+            Ok(Some(_)) => Check::pass("proxy image", env.proxy_image.clone()),
+            Ok(None) => Check::fail(
+                "proxy image",
+                format!("{} is not in the local engine", env.proxy_image),
+                format!(
+                    "`docker pull {}`; where no registry is reachable seed the stand-in with `cargo xtask \
+                     airgap-images` and pass --proxy-image {AIRGAP_PROXY_IMAGE}",
+                    env.proxy_image,
+                ),
+            ),
+            Err(e) => Check::fail("proxy image", e.to_string(), "check `docker images`"),
+        });
         checks.push(match docker::local_tags(&env.app_repository) {
             Ok(tags) if !tags.is_empty() => Check::pass(
                 "app images",
@@ -462,9 +633,14 @@ impl Target for ComposeTarget {
         services.dedup();
         let states = self.app_states(env)?;
         let app = states.first();
-        let url = app
-            .filter(|a| a.status == "running")
-            .and_then(|a| self.published_port(&a.id))
+        // The proxy owns the published port; the app's own is there only in a stack from before it.
+        let url = self
+            .proxy(env)
+            .and_then(|proxy| self.published_port(&proxy, PROXY_PORT))
+            .or_else(|| {
+                app.filter(|a| a.status == "running")
+                    .and_then(|a| self.published_port(&a.id, SERVICE_PORT))
+            })
             .map(|port| format!("http://127.0.0.1:{port}"));
         Ok(Live {
             version: app.and_then(|a| a.image_tag().map(String::from)),
@@ -524,10 +700,40 @@ impl Target for ComposeTarget {
         deadline: Instant,
         step: &mut Step<'_>,
     ) -> Result<Applied, Diagnosis> {
-        step.detail("docker compose up");
-        let cmd = self
-            .up(env, release)
-            .map_err(|e| Diagnosis::cause(e.to_string()))?;
+        // What serves now stays until the new release is healthy and in the proxy's rotation.
+        let running: Vec<String> = self
+            .app_states(env)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.status == "running")
+            .map(|s| s.id)
+            .collect();
+        let proxied = self.proxy(env).is_some();
+        let cmd = if running.is_empty() || !proxied {
+            // First release (or a stack from before the proxy): the whole stack, as Compose would.
+            step.detail("docker compose up");
+            *self.rollout.borrow_mut() = None;
+            self.up(env, release)
+        } else {
+            step.detail("docker compose up: database and proxy");
+            let infrastructure = self
+                .up_infrastructure(env, release)
+                .map_err(|e| Diagnosis::cause(e.to_string()))?
+                .output(remaining(deadline).max(Duration::from_secs(1)))
+                .map_err(|e| Diagnosis::cause(e.to_string()))?;
+            if !infrastructure.success {
+                return Err(Diagnosis::cause(format!(
+                    "Compose could not update the database or the proxy: {}",
+                    infrastructure.explanation().lines().last().unwrap_or("")
+                )));
+            }
+            step.detail("starting the new release beside the running one");
+            *self.rollout.borrow_mut() = Some(Rollout {
+                old: running.clone(),
+            });
+            self.scale_up(env, release, running.len() + 1)
+        }
+        .map_err(|e| Diagnosis::cause(e.to_string()))?;
         let output = cmd.output(remaining(deadline).max(Duration::from_secs(1)));
         match output {
             Ok(output) if output.success => Ok(Applied::default()),
@@ -623,6 +829,66 @@ impl Target for ComposeTarget {
         }
     }
 
+    fn switch(
+        &self,
+        env: &Environment,
+        release: &Release,
+        deadline: Instant,
+        step: &mut Step<'_>,
+    ) -> Result<(), Diagnosis> {
+        let Some(rollout) = self.rollout.borrow().clone() else {
+            return Ok(());
+        };
+        let states = self.app_states(env).unwrap_or_default();
+        let new = rollout::new_containers(
+            states
+                .iter()
+                .filter(|s| s.status == "running")
+                .map(|s| (s.id.as_str(), s.image.as_str())),
+            &release.image,
+            &rollout,
+        );
+        self.wait_in_rotation(env, &new, deadline, step)?;
+        self.drain(&rollout.old, step).map_err(|e| Diagnosis {
+            cause: format!("the new release serves, but stopping the old one failed: {e}"),
+            fix: Some("remove the old app container by hand: `docker ps` shows it".into()),
+            details: Vec::new(),
+            blocks: Vec::new(),
+        })?;
+        *self.rollout.borrow_mut() = None;
+        Ok(())
+    }
+
+    fn abandon(&self, env: &Environment, release: &Release) -> Abandoned {
+        let Some(rollout) = self.rollout.borrow_mut().take() else {
+            return Abandoned::Replaced;
+        };
+        let states = self.app_states(env).unwrap_or_default();
+        let old_serving = states
+            .iter()
+            .any(|s| rollout.old.contains(&s.id) && s.status == "running");
+        if !old_serving {
+            return Abandoned::Replaced;
+        }
+        // Every container of this attempt goes; the old ones never stopped serving.
+        let new: Vec<&str> = states
+            .iter()
+            .filter(|s| !rollout.old.contains(&s.id) && s.image == release.image)
+            .map(|s| s.id.as_str())
+            .collect();
+        let removed = new.is_empty()
+            || Cmd::new("docker")
+                .args(["rm", "--force"])
+                .args(new)
+                .checked(Duration::from_secs(60))
+                .is_ok();
+        if removed {
+            Abandoned::PreviousKeptServing
+        } else {
+            Abandoned::Replaced
+        }
+    }
+
     fn smoke(&self, env: &Environment) -> std::result::Result<Smoke, String> {
         http::smoke_test(&env.url())
     }
@@ -688,6 +954,7 @@ mod tests {
             name: "qa".into(),
             app_repository: "infra-challenge".into(),
             db_image: "mysql:8.4".into(),
+            proxy_image: "infra-challenge/haproxy:2.6".into(),
             port: 8081,
             secrets_dir: "/state/qa/secrets".into(),
         }

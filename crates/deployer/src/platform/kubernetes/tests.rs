@@ -1639,6 +1639,7 @@ fn environment() -> Environment {
         name: "qa".into(),
         app_repository: REPOSITORY.into(),
         db_image: "mysql:8.4".into(),
+        proxy_image: "haproxy:2.8".into(),
         port: 8000,
         secrets_dir: "/nonexistent/secrets".into(),
     }
