@@ -221,6 +221,11 @@ pub trait Target {
     fn secret_values(&self, env: &Environment) -> Vec<String>;
 }
 
+/// The time left until `deadline` (zero once it has passed).
+pub fn remaining(deadline: Instant) -> std::time::Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
 /// Replaces every secret value, and the value of every `KEY: value` / `KEY=value` whose key names a
 /// password, secret or token (but not a `*_FILE` path), by `[redacted]`.
 pub fn redact(text: &str, secret_values: &[String]) -> String {

@@ -25,6 +25,7 @@ use crate::ledger::{Ledger, Record};
 use crate::plan::{Environment, Release};
 use crate::platform::{
     Abandoned, AppState, Applied, Check, Diagnosis, Live, LogOptions, Target, Unit, redact,
+    remaining,
 };
 use crate::process::Cmd;
 use crate::report::Step;
@@ -489,8 +490,20 @@ fn split_image(image: &str) -> (&str, &str) {
     }
 }
 
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
+/// `doctor`'s check that an image the stack needs is in the engine, with the way to get it.
+fn image_check(name: &str, image: &str, flag: &str, standin: &str) -> Check {
+    match docker::image_id(image) {
+        Ok(Some(_)) => Check::pass(name, image),
+        Ok(None) => Check::fail(
+            name,
+            format!("{image} is not in the local engine"),
+            format!(
+                "`docker pull {image}`; where no registry is reachable seed the stand-in with `cargo xtask \
+                 airgap-images` and pass {flag} {standin}"
+            ),
+        ),
+        Err(e) => Check::fail(name, e.to_string(), "check `docker images`"),
+    }
 }
 
 impl Target for ComposeTarget {
@@ -568,32 +581,18 @@ impl Target for ComposeTarget {
         }
         checks.push(self.port_check(env));
         checks.push(disk_check());
-        checks.push(match docker::image_id(&env.db_image) {
-            Ok(Some(_)) => Check::pass("database image", env.db_image.clone()),
-            Ok(None) => Check::fail(
-                "database image",
-                format!("{} is not in the local engine", env.db_image),
-                format!(
-                    "`docker pull {}`; where no registry is reachable seed the stand-in with `cargo xtask \
-                     airgap-images` and pass --db-image {AIRGAP_DB_IMAGE}",
-                    env.db_image,
-                ),
-            ),
-            Err(e) => Check::fail("database image", e.to_string(), "check `docker images`"),
-        });
-        checks.push(match docker::image_id(&env.proxy_image) {
-            Ok(Some(_)) => Check::pass("proxy image", env.proxy_image.clone()),
-            Ok(None) => Check::fail(
-                "proxy image",
-                format!("{} is not in the local engine", env.proxy_image),
-                format!(
-                    "`docker pull {}`; where no registry is reachable seed the stand-in with `cargo xtask \
-                     airgap-images` and pass --proxy-image {AIRGAP_PROXY_IMAGE}",
-                    env.proxy_image,
-                ),
-            ),
-            Err(e) => Check::fail("proxy image", e.to_string(), "check `docker images`"),
-        });
+        checks.push(image_check(
+            "database image",
+            &env.db_image,
+            "--db-image",
+            AIRGAP_DB_IMAGE,
+        ));
+        checks.push(image_check(
+            "proxy image",
+            &env.proxy_image,
+            "--proxy-image",
+            AIRGAP_PROXY_IMAGE,
+        ));
         checks.push(match docker::local_tags(&env.app_repository) {
             Ok(tags) if !tags.is_empty() => Check::pass(
                 "app images",

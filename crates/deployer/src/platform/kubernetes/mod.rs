@@ -46,7 +46,7 @@ use crate::http::{self, Smoke};
 use crate::ledger::Record;
 use crate::plan::{Environment, Release};
 use crate::platform::{
-    AppState, Applied, Check, Diagnosis, Live, LogOptions, Target, Unit, redact,
+    AppState, Applied, Check, Diagnosis, Live, LogOptions, Target, Unit, redact, remaining,
 };
 use crate::process::Cmd;
 use crate::report::Step;
@@ -706,10 +706,6 @@ async fn create_secret(api: &Api<Secret>, secret: &Secret) -> Result<()> {
             e,
         )),
     }
-}
-
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
 }
 
 /// The version part of an image reference.
