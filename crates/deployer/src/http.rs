@@ -23,25 +23,8 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// The body of a GET that must answer 200 (a statistics page).
-pub fn get_text(url: &str) -> Result<String, String> {
-    let mut response = agent()
-        .get(url)
-        .call()
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
-    if status == 200 {
-        Ok(body)
-    } else {
-        Err(format!("GET {url} answered {status}"))
-    }
-}
-
-fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value), String> {
+/// A GET's status and body as text.
+fn get(agent: &ureq::Agent, url: &str) -> Result<(u16, String), String> {
     let mut response = agent
         .get(url)
         .call()
@@ -51,6 +34,20 @@ fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value), String> {
         .body_mut()
         .read_to_string()
         .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+    Ok((status, body))
+}
+
+/// The body of a GET that must answer 200 (a statistics page).
+pub fn get_text(url: &str) -> Result<String, String> {
+    match get(&agent(), url)? {
+        (200, body) => Ok(body),
+        (status, _) => Err(format!("GET {url} answered {status}")),
+    }
+}
+
+/// A GET's status and body as JSON (or as a JSON string when it is not JSON).
+fn get_json(agent: &ureq::Agent, url: &str) -> Result<(u16, Value), String> {
+    let (status, body) = get(agent, url)?;
     Ok((
         status,
         serde_json::from_str(&body).unwrap_or(Value::String(body)),

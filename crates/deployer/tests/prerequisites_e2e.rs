@@ -8,15 +8,27 @@ use std::time::{Duration, Instant};
 use common::{project_dir, run};
 
 fn deployer(args: &[&str], dead_docker: bool) -> (i32, String, Duration) {
+    let mut env = Vec::new();
+    if dead_docker {
+        env.push(("DOCKER_HOST", "unix:///nonexistent.sock".to_string()));
+    }
+    deployer_with(args, &env)
+}
+
+/// The deployer with a fresh state directory, this checkout, and `env` set; its exit code,
+/// everything it printed, and how long it took.
+fn deployer_with(args: &[&str], env: &[(&str, String)]) -> (i32, String, Duration) {
     let state = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployer"));
     cmd.arg("--state-dir")
         .arg(state.path())
         .arg("--project-dir")
         .arg(project_dir());
-    cmd.args(args).env_remove("DEPLOYER_ENV");
-    if dead_docker {
-        cmd.env("DOCKER_HOST", "unix:///nonexistent.sock");
+    cmd.args(args)
+        .env_remove("DEPLOYER_ENV")
+        .env_remove("DEPLOYER_KUBE_CONTEXT");
+    for (key, value) in env {
+        cmd.env(key, value);
     }
     let started = Instant::now();
     let out = run(&mut cmd);
@@ -87,24 +99,10 @@ fn no_terminal_and_no_flags_is_a_usage_error_naming_them() {
 fn deployer_without_cluster(args: &[&str]) -> (i32, String, Duration) {
     let kubeconfig = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(kubeconfig.path(), common::UNREACHABLE_KUBECONFIG).unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployer"));
-    cmd.arg("--state-dir")
-        .arg(state.path())
-        .arg("--project-dir")
-        .arg(project_dir())
-        .args(args)
-        .env("KUBECONFIG", kubeconfig.path())
-        .env_remove("DEPLOYER_ENV")
-        .env_remove("DEPLOYER_KUBE_CONTEXT");
-    let started = Instant::now();
-    let out = run(&mut cmd);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text, started.elapsed())
+    deployer_with(
+        args,
+        &[("KUBECONFIG", kubeconfig.path().display().to_string())],
+    )
 }
 
 #[test]
