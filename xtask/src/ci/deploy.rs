@@ -34,6 +34,24 @@ fn stack_images<'a>(sh: &'a Shell, env: Env) -> anyhow::Result<Vec<xshell::PushE
     Ok(pushed)
 }
 
+/// A cluster pulls the image from the registry `ci push` pushed it to (`$REGISTRY/infra-challenge`):
+/// the deployer is told so unless DEPLOYER_REPOSITORY already says which repository to use.
+fn cluster_repository<'a>(sh: &'a Shell, env: Env) -> Option<xshell::PushEnv<'a>> {
+    let set = std::env::var("DEPLOYER_REPOSITORY").is_ok_and(|v| !v.trim().is_empty());
+    let registry = std::env::var("REGISTRY")
+        .ok()
+        .filter(|r| !r.trim().is_empty())?;
+    if set || env.target() != "kubernetes" {
+        return None;
+    }
+    Some(sh.push_env("DEPLOYER_REPOSITORY", repository_in(&registry)))
+}
+
+/// `registry.example.com/team/` -> `registry.example.com/team/infra-challenge` (as `ci push` tags).
+fn repository_in(registry: &str) -> String {
+    format!("{}/infra-challenge", registry.trim().trim_end_matches('/'))
+}
+
 /// The deployer's arguments for a deploy of `version` to `env`.
 fn deploy_args(env: Env, version: &str) -> Vec<String> {
     [
@@ -52,6 +70,7 @@ fn deploy_args(env: Env, version: &str) -> Vec<String> {
 
 pub fn deploy(sh: &Shell, reports: &Path, env: Env, version: &str) -> anyhow::Result<String> {
     let _images = stack_images(sh, env)?;
+    let _repository = cluster_repository(sh, env);
     let events = reports.join(format!("deploy-{}.jsonl", env.name()));
     let args = deploy_args(env, version);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -332,6 +351,14 @@ mod tests {
         let checks = status_checks(&status, "1.1.0");
         assert!(!checks[0].ok && checks[0].detail == "running 1.0.0, expected 1.1.0");
         assert!(!status_checks(&Value::Null, "1.0.0")[1].ok);
+    }
+
+    #[test]
+    fn a_cluster_pulls_from_the_repository_ci_push_tags() {
+        assert_eq!(
+            repository_in("registry.example.com/team/"),
+            "registry.example.com/team/infra-challenge"
+        );
     }
 
     #[test]
