@@ -23,11 +23,12 @@ const PROXY_IMAGES: [&str; 2] = [airgap::PROXY_UPSTREAM, airgap::PROXY_STANDIN];
 const ROUNDS: usize = 3;
 /// What the original spent in `sleep` on its Kubernetes path (seconds), checking nothing.
 const ORIGINAL_SLEEPS_S: f64 = 31.0;
-const V1: &str = "1.0.0";
-const V2: &str = "2.0.0";
+pub(super) const V1: &str = "1.0.0";
+pub(super) const V2: &str = "2.0.0";
 
-/// The throwaway environment; `Drop` removes its containers, volume and image tags.
-struct Bench<'a> {
+/// A throwaway deployer environment (its own Compose project, state directory, port and image
+/// tags); `Drop` removes its containers, volume and image tags. The proxy part runs in one too.
+pub(super) struct Environment<'a> {
     sh: &'a Shell,
     /// Holds the state directory; removed when the bench ends.
     _temp: xshell::TempDir,
@@ -35,14 +36,68 @@ struct Bench<'a> {
     state: PathBuf,
     env: String,
     repository: String,
-    port: u16,
-    db_image: String,
+    /// The published port (the proxy's).
+    pub port: u16,
+    pub app_image: String,
+    pub db_image: String,
     /// Passed as DEPLOYER_PROXY_IMAGE: the deployer reads the proxy image from there.
-    proxy_image: String,
+    pub proxy_image: String,
 }
 
-impl Bench<'_> {
-    fn deployer(&self, args: &[&str]) -> xshell::Cmd<'_> {
+impl<'a> Environment<'a> {
+    /// Finds the images, builds the deployer (release) and tags the app image as `V1` and `V2` of a
+    /// repository of its own. `name` tells environments of different parts apart.
+    pub(super) fn create(sh: &'a Shell, name: &str) -> anyhow::Result<Environment<'a>> {
+        let db_image = local_image(sh, "DB_IMAGE", DB_IMAGES)?;
+        let proxy_image = local_image(sh, "PROXY_IMAGE", PROXY_IMAGES)?;
+        let app_image =
+            std::env::var("BENCH_APP_IMAGE").unwrap_or_else(|_| DEFAULT_APP_IMAGE.to_owned());
+        if cmd!(sh, "docker image inspect {app_image}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_err()
+        {
+            bail!(
+                "{app_image} is not in the local engine: build it first (`cargo xtask test --only containers` does), \
+                 or point BENCH_APP_IMAGE at an image of the service"
+            );
+        }
+        util::step("building the deployer");
+        cmd!(sh, "cargo build --quiet --release --package deployer").run()?;
+        let deployer = util::project_root().join("target/release/deployer");
+
+        let port = util::free_port()?;
+        let temp = sh.create_temp_dir()?;
+        let state = temp.path().join("state");
+        let pid = std::process::id();
+        let environment = Environment {
+            sh,
+            _temp: temp,
+            deployer,
+            state,
+            env: format!("bench-{name}-{pid}"),
+            repository: format!("deployer-bench-{name}-{pid}"),
+            port,
+            app_image,
+            db_image,
+            proxy_image,
+        };
+        // Tagged once `environment` exists, so its `Drop` removes the tags even when this fails.
+        for version in [V1, V2] {
+            let (image, tag) = (&environment.app_image, environment.image(version));
+            cmd!(sh, "docker tag {image} {tag}").quiet().run()?;
+        }
+        Ok(environment)
+    }
+
+    /// The app image of `version`, as the deployer names it.
+    pub(super) fn image(&self, version: &str) -> String {
+        format!("{}:{version}", self.repository)
+    }
+
+    pub(super) fn deployer(&self, args: &[&str]) -> xshell::Cmd<'_> {
         let (bin, state, env, repo, db) = (
             &self.deployer,
             &self.state,
@@ -59,10 +114,29 @@ impl Bench<'_> {
         .quiet()
     }
 
-    /// Seconds from starting `deployer deploy` to its return with the release healthy.
-    fn deploy(&self, version: &str) -> anyhow::Result<f64> {
+    /// Seconds from starting the deployer with `args` to its successful return; a failure carries
+    /// the end of what it printed (the environment is gone by the time anyone could look).
+    pub(super) fn timed(&self, args: &[&str]) -> anyhow::Result<f64> {
         let started = Instant::now();
-        self.deployer(&[
+        let output = self.deployer(args).ignore_status().output()?;
+        let seconds = started.elapsed().as_secs_f64();
+        if !output.status.success() {
+            let text = String::from_utf8_lossy(&output.stderr).into_owned()
+                + &String::from_utf8_lossy(&output.stdout);
+            let lines: Vec<&str> = text.lines().collect();
+            bail!(
+                "`deployer {}` failed ({}):\n{}",
+                args.join(" "),
+                output.status,
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            );
+        }
+        Ok(seconds)
+    }
+
+    /// Seconds from starting `deployer deploy` to its return with the release healthy.
+    pub(super) fn deploy(&self, version: &str) -> anyhow::Result<f64> {
+        self.timed(&[
             "deploy",
             "--target",
             "compose",
@@ -72,30 +146,36 @@ impl Bench<'_> {
             "--timeout",
             "180s",
         ])
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .with_context(|| format!("deploying {version} (rerun by hand to see why)"))?;
-        Ok(started.elapsed().as_secs_f64())
+        .with_context(|| format!("deploying {version}"))
     }
 
-    fn app_container(&self) -> anyhow::Result<String> {
-        let label = format!(
+    /// The ids of the running containers of a Compose `service` of this environment.
+    pub(super) fn containers(&self, service: &str) -> anyhow::Result<Vec<String>> {
+        let project = format!(
             "label=com.docker.compose.project=infra-challenge-{}",
             self.env
         );
-        let id = cmd!(
+        let service = format!("label=com.docker.compose.service={service}");
+        let ids = cmd!(
             self.sh,
-            "docker ps --quiet --filter {label} --filter label=com.docker.compose.service=app"
+            "docker ps --quiet --filter {project} --filter {service}"
         )
         .quiet()
         .read()?;
-        anyhow::ensure!(!id.trim().is_empty(), "no app container running");
-        Ok(id.trim().to_owned())
+        Ok(ids.split_whitespace().map(str::to_owned).collect())
+    }
+
+    /// The one running app container.
+    pub(super) fn app_container(&self) -> anyhow::Result<String> {
+        match self.containers("app")?.as_slice() {
+            [id] => Ok(id.clone()),
+            [] => bail!("no app container running"),
+            ids => bail!("{} app containers running, expected one", ids.len()),
+        }
     }
 }
 
-impl Drop for Bench<'_> {
+impl Drop for Environment<'_> {
     fn drop(&mut self) {
         let _ = self
             .deployer(&["down", "--purge-data", "--yes"])
@@ -103,7 +183,7 @@ impl Drop for Bench<'_> {
             .ignore_stderr()
             .run();
         for version in [V1, V2] {
-            let tag = format!("{}:{version}", self.repository);
+            let tag = self.image(version);
             let _ = cmd!(self.sh, "docker image rm {tag}")
                 .quiet()
                 .ignore_stdout()
@@ -111,6 +191,21 @@ impl Drop for Bench<'_> {
                 .run();
         }
     }
+}
+
+/// The Compose the deployer drives: `docker-compose <version>` or `docker compose <version>`.
+pub(super) fn compose_flavour(sh: &Shell) -> String {
+    cmd!(sh, "docker-compose version --short")
+        .quiet()
+        .read()
+        .map(|v| format!("docker-compose {v}"))
+        .or_else(|_| {
+            cmd!(sh, "docker compose version --short")
+                .quiet()
+                .read()
+                .map(|v| format!("docker compose {v}"))
+        })
+        .unwrap_or_else(|_| "unknown Compose".into())
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -155,44 +250,7 @@ fn local_image(sh: &Shell, variable: &str, candidates: [&str; 2]) -> anyhow::Res
 }
 
 pub fn measure(sh: &Shell) -> anyhow::Result<String> {
-    let db_image = local_image(sh, "DB_IMAGE", DB_IMAGES)?;
-    let proxy_image = local_image(sh, "PROXY_IMAGE", PROXY_IMAGES)?;
-    let app_image =
-        std::env::var("BENCH_APP_IMAGE").unwrap_or_else(|_| DEFAULT_APP_IMAGE.to_owned());
-    if cmd!(sh, "docker image inspect {app_image}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_err()
-    {
-        bail!(
-            "{app_image} is not in the local engine: build it first (`cargo xtask test --only containers` does), \
-             or point BENCH_APP_IMAGE at an image of the service"
-        );
-    }
-    util::step("building the deployer");
-    cmd!(sh, "cargo build --quiet --release --package deployer").run()?;
-    let deployer = util::project_root().join("target/release/deployer");
-
-    let port = util::free_port()?;
-    let temp = sh.create_temp_dir()?;
-    let state = temp.path().join("state");
-    let bench = Bench {
-        sh,
-        _temp: temp,
-        deployer,
-        state,
-        env: format!("bench-{}", std::process::id()),
-        repository: format!("deployer-bench-{}", std::process::id()),
-        port,
-        db_image,
-        proxy_image,
-    };
-    for version in [V1, V2] {
-        let tag = format!("{}:{version}", bench.repository);
-        cmd!(sh, "docker tag {app_image} {tag}").quiet().run()?;
-    }
+    let bench = Environment::create(sh, "deploy")?;
 
     util::step("bench: first deploy (empty database volume)");
     let first = bench.deploy(V1)?;
@@ -222,27 +280,18 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
         .run()?;
     let after_down = bench.deploy(V1)?;
 
-    let flavour = cmd!(sh, "docker-compose version --short")
-        .quiet()
-        .read()
-        .map(|v| format!("docker-compose {v}"))
-        .or_else(|_| {
-            cmd!(sh, "docker compose version --short")
-                .quiet()
-                .read()
-                .map(|v| format!("docker compose {v}"))
-        })
-        .unwrap_or_else(|_| "unknown Compose".into());
+    let flavour = compose_flavour(sh);
     let mut out = String::new();
     writeln!(out, "## Deploy with `deployer` (Docker Compose)\n")?;
     writeln!(
         out,
-        "{}; {flavour}; app image `{app_image}`, database `{}`, proxy `{}`. Wall-clock time of `deployer deploy --target \
+        "{}; {flavour}; app image `{}`, database `{}`, proxy `{}`. Wall-clock time of `deployer deploy --target \
          compose --version V --yes` (release build), from the command's start to its return with the release \
          healthy: Docker's healthcheck passed (`challenge healthcheck`, first run one 5 s interval after the \
          container starts) and the smoke test through the published port passed. Warm rows: median of {ROUNDS} \
          runs.\n",
         super::machine(sh),
+        bench.app_image,
         bench.db_image,
         bench.proxy_image
     )?;

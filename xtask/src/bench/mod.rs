@@ -6,6 +6,7 @@
 mod deploy;
 mod image;
 mod profile;
+mod proxy;
 mod service;
 
 use std::fmt::Write as _;
@@ -39,6 +40,9 @@ enum Part {
     Image,
     /// `deployer deploy` on Compose: prebuilt image to healthy, version upgrade.
     Deploy,
+    /// The Compose stack's reverse proxy: its cost per request (through it vs the app container
+    /// directly) and the requests lost while `deployer` upgrades and rolls back under load.
+    Proxy,
     /// Where the service spends CPU time serving GET one task (perf): printed and written under
     /// target/, not to the document. Not part of the default run.
     Profile,
@@ -50,12 +54,13 @@ impl Part {
             Part::Service => "service",
             Part::Image => "image",
             Part::Deploy => "deploy",
+            Part::Proxy => "proxy",
             Part::Profile => "profile",
         }
     }
 }
 
-const ALL: [Part; 3] = [Part::Service, Part::Image, Part::Deploy];
+const ALL: [Part; 4] = [Part::Service, Part::Image, Part::Deploy, Part::Proxy];
 const DOC: &str = "docs/BENCHMARKS.md";
 
 pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
@@ -83,6 +88,7 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
             Part::Service => service::measure(sh, &service)?,
             Part::Image => image::measure(sh)?,
             Part::Deploy => deploy::measure(sh)?,
+            Part::Proxy => proxy::measure(sh, &invocation())?,
             Part::Profile => {
                 profile::run(sh)?;
                 continue;

@@ -6,7 +6,7 @@ mod app;
 mod binary;
 mod report;
 mod sysbench;
-mod wrk;
+pub mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,7 +16,8 @@ use xshell::Shell;
 
 pub use app::{App, ROWS};
 pub use binary::target_dir;
-use report::{Measured, Summary};
+use report::Measured;
+pub use report::Summary;
 use wrk::WrkResult;
 
 use crate::testdb::{self, DbServer};
@@ -131,7 +132,7 @@ pub fn prerequisites(
 
 /// Samples how busy the CPUs are while no benchmark process runs, and warns when other work would
 /// take a visible share of the measurement.
-fn other_work(when: &str) -> Option<f64> {
+pub fn other_work(when: &str) -> Option<f64> {
     let busy = super::cpu_busy(Duration::from_secs(3));
     if let Some(busy) = busy.filter(|busy| *busy > 10.0) {
         eprintln!(

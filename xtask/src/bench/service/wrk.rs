@@ -1,6 +1,7 @@
 //! wrk: one run of a Lua scenario against a URL, and what its report says.
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
 use xshell::{Shell, cmd};
@@ -39,6 +40,118 @@ pub fn run(sh: &Shell, script: &Path, url: &str, duration: &str) -> anyhow::Resu
     .read()?;
     eprintln!("{out}");
     parse(&out)
+}
+
+/// `wrk -t<threads> -c<connections> -d<duration> --latency <url>`: GETs of one URL, no script.
+/// Returns wrk's report (echoed to stderr), for `parse` and `totals`.
+pub fn get(
+    sh: &Shell,
+    url: &str,
+    threads: u32,
+    connections: u32,
+    duration: &str,
+) -> anyhow::Result<String> {
+    let (threads, connections) = (threads.to_string(), connections.to_string());
+    let out = cmd!(
+        sh,
+        "wrk -t{threads} -c{connections} -d{duration} --latency {url}"
+    )
+    .quiet()
+    .read()?;
+    eprintln!("{out}");
+    Ok(out)
+}
+
+/// wrk running in the background for as long as something else takes: started with a duration far
+/// beyond it and interrupted by `stop` (on SIGINT wrk stops its threads and prints its report for
+/// the time it ran). Dropped without `stop`, the process is killed.
+pub struct Background {
+    child: Option<Child>,
+}
+
+impl Background {
+    /// `wrk -t<threads> -c<connections> -d10m --timeout <timeout> --latency <url>`.
+    pub fn start(
+        url: &str,
+        threads: u32,
+        connections: u32,
+        timeout: &str,
+    ) -> anyhow::Result<Background> {
+        let child = Command::new("wrk")
+            .args([
+                &format!("-t{threads}"),
+                &format!("-c{connections}"),
+                "-d10m",
+                "--timeout",
+                timeout,
+                "--latency",
+                url,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting wrk")?;
+        Ok(Background { child: Some(child) })
+    }
+
+    /// Interrupts wrk and returns its report, also echoed to stderr.
+    pub fn stop(mut self, sh: &Shell) -> anyhow::Result<String> {
+        let child = self.child.take().context("wrk already stopped")?;
+        let pid = child.id().to_string();
+        cmd!(sh, "kill -INT {pid}").quiet().run()?;
+        let output = child.wait_with_output().context("waiting for wrk")?;
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        eprintln!("{out}");
+        anyhow::ensure!(output.status.success(), "wrk failed ({})", output.status);
+        Ok(out)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The slowest request's latency (ms), from the `Latency <avg> <stdev> <max> <+/- stdev>` line.
+pub fn max_latency_ms(out: &str) -> anyhow::Result<f64> {
+    let max = out
+        .lines()
+        .map(str::trim_start)
+        .filter_map(|line| line.strip_prefix("Latency "))
+        .find_map(|rest| {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            (fields.len() == 4).then(|| fields[2])
+        })
+        .context("wrk: no Latency avg/stdev/max line")?;
+    Ok(humantime::parse_duration(max)
+        .with_context(|| format!("wrk: unreadable maximum latency {max:?}"))?
+        .as_secs_f64()
+        * 1000.0)
+}
+
+/// The requests wrk completed and the seconds it ran: `2072 requests in 3.10s, 8.36MB read`.
+pub fn totals(out: &str) -> anyhow::Result<(u64, f64)> {
+    let line = out
+        .lines()
+        .map(str::trim)
+        .find(|line| line.contains(" requests in "))
+        .context("wrk: no `N requests in T` line")?;
+    let mut words = line.split_whitespace();
+    let requests = words
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("wrk: unreadable request count in {line:?}"))?;
+    let seconds = words
+        .nth(2)
+        .map(|t| t.trim_end_matches(','))
+        .and_then(|t| humantime::parse_duration(t).ok())
+        .with_context(|| format!("wrk: unreadable run time in {line:?}"))?
+        .as_secs_f64();
+    Ok((requests, seconds))
 }
 
 /// Reads wrk 4's report. Latencies come as `812.00us`, `3.38ms`, `1.05s` or `2.00m`, which
@@ -85,7 +198,7 @@ pub fn parse(out: &str) -> anyhow::Result<WrkResult> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{max_latency_ms, parse, totals};
 
     /// wrk 4.1.0 against a server answering 404, with `--timeout 1s`: both error lines.
     const WITH_ERRORS: &str = "\
@@ -164,6 +277,27 @@ Transfer/sec:      3.11MB
         let r = parse(&out).unwrap();
         assert!((r.p50_ms - 0.812).abs() < 1e-9);
         assert!((r.p99_ms - 120_000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_maximum_latency_is_the_third_figure_of_the_latency_line() {
+        assert!((max_latency_ms(CLEAN).unwrap() - 310.05).abs() < 1e-9);
+        let slow = CLEAN.replace("310.05ms", "1.04s");
+        assert!((max_latency_ms(&slow).unwrap() - 1040.0).abs() < 1e-9);
+        assert!(max_latency_ms("Requests/sec: 5\n").is_err());
+    }
+
+    #[test]
+    fn totals_are_the_requests_completed_and_the_time_run() {
+        let (requests, seconds) = totals(CLEAN).unwrap();
+        assert_eq!(requests, 91754);
+        assert!((seconds - 10.09).abs() < 1e-9);
+        // Interrupted (SIGINT) long runs report the time they ran, in minutes past 60 s.
+        let interrupted = CLEAN.replace("91754 requests in 10.09s", "120345 requests in 1.02m");
+        let (requests, seconds) = totals(&interrupted).unwrap();
+        assert_eq!(requests, 120345);
+        assert!((seconds - 61.2).abs() < 1e-9);
+        assert!(totals("Requests/sec: 5\n").is_err());
     }
 
     #[test]
