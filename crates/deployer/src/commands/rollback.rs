@@ -10,7 +10,6 @@ use crate::report::one_line;
 pub fn run(ctx: &Context, args: RollbackArgs) -> Result<()> {
     let target = ctx.target(args.target)?;
     let env = ctx.environment(&ctx.env_or_default())?;
-    target.preflight(&env)?;
     let records = target.history(&env)?;
     let running = ctx.running_version(target.as_ref(), &env)?;
     let record = rollback::choose(

@@ -62,7 +62,7 @@ pub fn release(
                 record(target, env, release, &facts, action, Outcome::Ok),
             )?;
             let elapsed = started.elapsed();
-            let url = target.live(env).ok().and_then(|live| live.url);
+            let url = target.location(env);
             reporter.result(
                 json!({
                     "env": env.name, "version": release.version, "image_id": artifact, "url": url,
@@ -73,7 +73,7 @@ pub fn release(
                         "{} {} is healthy at {} ({:.1}s)",
                         env.project(),
                         release.version,
-                        url.as_deref().unwrap_or("its Service"),
+                        url,
                         elapsed.as_secs_f64()
                     )
                 },

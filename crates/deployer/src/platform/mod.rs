@@ -216,9 +216,6 @@ pub trait Target {
 
     /// Stops the environment's app and database; `purge_data` also deletes their data and secrets.
     fn down(&self, env: &Environment, purge_data: bool) -> Result<()>;
-
-    /// The secret values in use, so that any output can be redacted.
-    fn secret_values(&self, env: &Environment) -> Vec<String>;
 }
 
 /// The time left until `deadline` (zero once it has passed).

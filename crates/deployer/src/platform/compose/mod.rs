@@ -93,6 +93,11 @@ impl ComposeTarget {
         target
     }
 
+    /// The environment's secret values, so that any output can be redacted.
+    fn secret_values(&self, env: &Environment) -> Vec<String> {
+        secrets::values(&env.secrets_dir, &SECRET_FILES)
+    }
+
     fn ledger(&self, env: &Environment) -> Ledger {
         Ledger::open(&self.state_dir.join(&env.name))
     }
@@ -137,12 +142,10 @@ impl ComposeTarget {
 
     /// The image of what runs now, for commands that need the variables but start nothing new.
     fn running_image(&self, env: &Environment) -> String {
-        let version = self
-            .live(env)
+        self.app_states(env)
             .ok()
-            .and_then(|live| live.version)
-            .unwrap_or_else(|| "none".to_string());
-        format!("{}:{version}", env.app_repository)
+            .and_then(|states| states.first().map(|newest| newest.image.clone()))
+            .unwrap_or_else(|| format!("{}:none", env.app_repository))
     }
 
     /// `up` of the database and the proxy alone (each replaced only if its own configuration
@@ -922,10 +925,6 @@ impl Target for ComposeTarget {
         self.down_cmd(env, &self.running_image(env), purge_data)?
             .checked(Duration::from_secs(180))
             .map(|_| ())
-    }
-
-    fn secret_values(&self, env: &Environment) -> Vec<String> {
-        secrets::values(&env.secrets_dir, &SECRET_FILES)
     }
 }
 
