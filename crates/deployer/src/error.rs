@@ -16,6 +16,11 @@ pub mod exit {
     pub const DEPLOY_FAILED: u8 = 4;
     /// The release failed and restoring the previous one failed too: a person must look.
     pub const ROLLBACK_FAILED: u8 = 5;
+    /// Another operation holds the environment's lock (deploy, rollback, down): nothing was changed.
+    pub const LOCKED: u8 = 6;
+    /// Stopped by SIGINT or SIGTERM: the operation stopped waiting, recorded what it had applied and
+    /// released the lock. (A second signal exits at once with the shell's 130 or 143.)
+    pub const INTERRUPTED: u8 = 7;
 }
 
 /// What happened to the previous release after a release failed.
@@ -55,6 +60,13 @@ pub enum Error {
     /// A deploy did not become healthy; `restore` tells what happened to the release before it.
     #[error("{message}")]
     DeployFailed { message: String, restore: Restore },
+    /// Another operation holds the environment's lock; the message names holder, operation,
+    /// version and since when.
+    #[error("{0}")]
+    Locked(String),
+    /// The operation was stopped by a signal; the message says what state it leaves.
+    #[error("{0}")]
+    Interrupted(String),
     /// An external command failed in a way we did not foresee.
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },
@@ -94,6 +106,8 @@ impl Error {
                 ..
             } => exit::ROLLBACK_FAILED,
             Error::DeployFailed { .. } => exit::DEPLOY_FAILED,
+            Error::Locked(_) => exit::LOCKED,
+            Error::Interrupted(_) => exit::INTERRUPTED,
             Error::Command { .. } | Error::Io { .. } | Error::Other(_) => exit::FAILURE,
         }
     }
@@ -108,6 +122,8 @@ impl Error {
                 ..
             } => "rollback_failed",
             Error::DeployFailed { .. } => "deploy_failed",
+            Error::Locked(_) => "locked",
+            Error::Interrupted(_) => "interrupted",
             Error::Command { .. } => "command",
             Error::Io { .. } => "io",
             Error::Other(_) => "other",
@@ -145,6 +161,8 @@ mod tests {
             }
             .exit_code(),
             Error::Other("x".into()).exit_code(),
+            Error::Locked("x".into()).exit_code(),
+            Error::Interrupted("x".into()).exit_code(),
         ];
         let mut unique = codes.to_vec();
         unique.sort_unstable();

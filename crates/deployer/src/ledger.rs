@@ -33,6 +33,20 @@ pub enum Outcome {
     Ok,
     /// Did not become healthy in time (or the smoke test failed).
     Failed,
+    /// Stopped by a signal (Ctrl-C, a CI abort) before it was known healthy; the record says what
+    /// had been applied (Kubernetes: the manifests, which the cluster may go on rolling out).
+    Interrupted,
+}
+
+impl Outcome {
+    /// As `history` shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "FAILED",
+            Outcome::Interrupted => "INTERRUPTED",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ mod docker;
 mod error;
 mod facts;
 mod http;
+mod interrupt;
 mod ledger;
 mod ops;
 mod plan;

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::error::Error;
+use crate::interrupt::Stop;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -88,6 +89,8 @@ pub struct Reporter {
     format: OutputFormat,
     /// Whether stderr is a terminal (spinners are drawn only then).
     fancy: bool,
+    /// Whether a signal asked the operation to stop: every step's waits check it.
+    stop: Stop,
 }
 
 impl Reporter {
@@ -95,7 +98,22 @@ impl Reporter {
         Reporter {
             format,
             fancy: format == OutputFormat::Text && std::io::stderr().is_terminal(),
+            stop: Stop::process(),
         }
+    }
+
+    /// A reporter whose steps answer to `stop` instead of the process's signals (tests).
+    #[cfg(test)]
+    pub fn with_stop(format: OutputFormat, stop: Stop) -> Self {
+        Reporter {
+            stop,
+            ..Reporter::new(format)
+        }
+    }
+
+    /// The stop request the steps check.
+    pub fn stop(&self) -> &Stop {
+        &self.stop
     }
 
     pub fn is_json(&self) -> bool {
@@ -232,6 +250,11 @@ impl Step<'_> {
 
     fn elapsed_ms(&self) -> u128 {
         self.started.elapsed().as_millis()
+    }
+
+    /// Whether a signal asked the operation to stop: a wait that sees it returns at once.
+    pub fn interrupted(&self) -> bool {
+        self.reporter.stop.requested()
     }
 
     pub fn ok(self, summary: &str) {

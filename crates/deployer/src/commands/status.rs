@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::cli::{HistoryArgs, TargetArg};
 use crate::context::Context;
 use crate::error::Result;
-use crate::ledger::{self, Outcome, Record};
+use crate::ledger::{self, Record};
 use crate::platform::Live;
 use crate::report::one_line;
 
@@ -125,11 +125,7 @@ fn history_table(env: &str, releases: &[Record]) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
-            if r.result == Outcome::Ok {
-                "ok"
-            } else {
-                "FAILED"
-            },
+            r.result.label(),
             one_line(&r.who),
             one_line(&image),
             one_line(&r.target)

@@ -8,6 +8,8 @@ pub mod kubernetes;
 
 use std::time::Instant;
 
+use time::OffsetDateTime;
+
 use crate::error::Result;
 use crate::http::Smoke;
 use crate::ledger::Record;
@@ -52,9 +54,24 @@ pub struct Unit {
     pub restarts: u64,
 }
 
+/// What stopped a release: the procedure acts differently on each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stopped {
+    /// It did not become healthy (or the smoke test failed): the previous release comes back.
+    #[default]
+    Unhealthy,
+    /// A signal asked the operation to stop: nothing more is changed, what was applied is recorded.
+    Interrupted,
+    /// The platform stopped answering (the API server went away): what runs is unknown, so nothing
+    /// is restored and the failure is a missing prerequisite, not an unhealthy release.
+    Unreachable,
+}
+
 /// Why a release is not healthy: everything a person needs to decide what to fix.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Diagnosis {
+    /// What stopped it.
+    pub stopped: Stopped,
     /// One sentence: the most likely cause.
     pub cause: String,
     /// What to do about it, when known.
@@ -73,6 +90,61 @@ impl Diagnosis {
             ..Diagnosis::default()
         }
     }
+
+    /// A signal stopped the wait for `what` ("the rollout", "the new containers' health").
+    pub fn interrupted(what: &str) -> Self {
+        Diagnosis {
+            stopped: Stopped::Interrupted,
+            cause: format!("interrupted by a signal while waiting for {what}"),
+            ..Diagnosis::default()
+        }
+    }
+
+    /// The platform stopped answering; `cause` says which and what it last answered.
+    pub fn unreachable(cause: impl Into<String>) -> Self {
+        Diagnosis {
+            stopped: Stopped::Unreachable,
+            cause: cause.into(),
+            ..Diagnosis::default()
+        }
+    }
+}
+
+/// An environment's lock as its holder described it: one operation (deploy, rollback, down) at a
+/// time per environment.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockInfo {
+    /// `user@host:pid` of the deployer holding it.
+    pub holder: String,
+    /// `deploy`, `rollback` or `down`.
+    pub operation: String,
+    /// The version it deploys (for `down`: what ran).
+    pub version: String,
+    /// When it took the lock.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// When the holder last said it is alive, where the lock is renewed (Kubernetes).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub renewed: Option<OffsetDateTime>,
+    /// When the lock stops counting unless renewed (Kubernetes: a dead holder's Lease expires).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires: Option<OffsetDateTime>,
+}
+
+/// A lock being held. Released by [`LockGuard::release`]; a target's guard also releases it when
+/// dropped without that (and the kernel or the lock's expiry does when the process dies).
+pub trait LockGuard {
+    /// Releases the lock. `Some(warning)` when it could not be released cleanly (it is then
+    /// released by the kernel or expires by itself: the warning says which).
+    fn release(self: Box<Self>) -> Option<String>;
+}
+
+/// What trying to take an environment's lock found.
+pub enum Locking {
+    /// Taken: hold it until the operation's last change.
+    Taken(Box<dyn LockGuard>),
+    /// Someone holds it.
+    Held(LockInfo),
 }
 
 /// What a target applied: kept in the release's record so a rollback re-applies exactly that.
@@ -216,6 +288,18 @@ pub trait Target {
 
     /// Stops the environment's app and database; `purge_data` also deletes their data and secrets.
     fn down(&self, env: &Environment, purge_data: bool) -> Result<()>;
+
+    /// Takes the environment's lock for `request` at once, or says who holds it. Never waits:
+    /// `crate::ops::lock` retries when asked to wait.
+    fn try_lock(&self, env: &Environment, request: &LockInfo) -> Result<Locking>;
+
+    /// Who holds the environment's lock now, if anyone (for `status`; never waits, never takes it).
+    fn lock_holder(&self, env: &Environment) -> Result<Option<LockInfo>>;
+
+    /// Breaks the environment's lock when its holder is known dead (`deployer unlock`); returns
+    /// whose it was, `None` when nobody held it. A target whose locks cannot outlive their holder
+    /// refuses, saying why.
+    fn break_lock(&self, env: &Environment) -> Result<Option<LockInfo>>;
 }
 
 /// The time left until `deadline` (zero once it has passed).

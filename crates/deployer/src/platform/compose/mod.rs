@@ -24,8 +24,8 @@ use crate::http::{self, Smoke};
 use crate::ledger::{Ledger, Record};
 use crate::plan::{Environment, Release};
 use crate::platform::{
-    Abandoned, AppState, Applied, Check, Diagnosis, Live, LogOptions, Target, Unit, redact,
-    remaining,
+    Abandoned, AppState, Applied, Check, Diagnosis, Live, LockInfo, Locking, LogOptions, Stopped,
+    Target, Unit, redact, remaining,
 };
 use crate::process::Cmd;
 use crate::report::Step;
@@ -34,6 +34,7 @@ use crate::secrets::{self, SecretFile};
 mod checks;
 mod diagnosis;
 mod flavour;
+pub mod lock;
 mod rollout;
 
 use checks::disk_check;
@@ -300,6 +301,7 @@ impl ComposeTarget {
             .cloned()
             .collect();
         Diagnosis {
+            stopped: Stopped::Unhealthy,
             cause: likely_cause(&state, &log_tail, timed_out),
             fix: None,
             details: vec![format!("app container: {}", state.describe())],
@@ -425,6 +427,7 @@ impl ComposeTarget {
             }
             if Instant::now() >= deadline {
                 return Err(Diagnosis {
+                    stopped: Stopped::Unhealthy,
                     cause: format!(
                         "the new release is healthy but the proxy never routed to it ({last}); the previous \
                          release kept serving"
@@ -852,6 +855,7 @@ impl Target for ComposeTarget {
         );
         self.wait_in_rotation(env, &new, deadline, step)?;
         self.drain(&rollout.old, step).map_err(|e| Diagnosis {
+            stopped: Stopped::Unhealthy,
             cause: format!("the new release serves, but stopping the old one failed: {e}"),
             fix: Some("remove the old app container by hand: `docker ps` shows it".into()),
             details: Vec::new(),
@@ -925,6 +929,30 @@ impl Target for ComposeTarget {
         self.down_cmd(env, &self.running_image(env), purge_data)?
             .checked(Duration::from_secs(180))
             .map(|_| ())
+    }
+
+    fn try_lock(&self, env: &Environment, request: &LockInfo) -> Result<Locking> {
+        lock::try_lock(&self.state_dir.join(&env.name), request)
+    }
+
+    fn lock_holder(&self, env: &Environment) -> Result<Option<LockInfo>> {
+        lock::holder(&self.state_dir.join(&env.name))
+    }
+
+    fn break_lock(&self, env: &Environment) -> Result<Option<LockInfo>> {
+        match self.lock_holder(env)? {
+            None => Ok(None),
+            Some(info) => Err(Error::Locked(format!(
+                "{} holds the lock of {} ({} {} since {}), and it is alive: a Compose lock is released by the \
+                 kernel when its holder exits, so it is never stale. Wait for it (--wait-for-lock), or stop that \
+                 deployer (its process id follows the ':')",
+                info.holder,
+                env.name,
+                info.operation,
+                info.version,
+                crate::ledger::format_time(info.since)
+            ))),
+        }
     }
 }
 

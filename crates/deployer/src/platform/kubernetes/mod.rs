@@ -46,7 +46,8 @@ use crate::http::{self, Smoke};
 use crate::ledger::Record;
 use crate::plan::{Environment, Release};
 use crate::platform::{
-    AppState, Applied, Check, Diagnosis, Live, LogOptions, Target, Unit, redact, remaining,
+    AppState, Applied, Check, Diagnosis, Live, LockInfo, Locking, LogOptions, Stopped, Target,
+    Unit, redact, remaining,
 };
 use crate::process::Cmd;
 use crate::report::Step;
@@ -238,6 +239,7 @@ impl KubernetesTarget {
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let managers = cluster::conflicting_managers(&status.message);
                 Err(Diagnosis {
+                    stopped: Stopped::Unhealthy,
                     cause: format!(
                         "server-side apply conflict on {key}: fields are owned by {} ({})",
                         if managers.is_empty() {
@@ -588,6 +590,7 @@ fn diagnosis_of(failure: &Failure) -> Diagnosis {
         blocks.push(("last Warning events".to_string(), failure.events.clone()));
     }
     Diagnosis {
+        stopped: Stopped::Unhealthy,
         cause: failure.cause.clone(),
         fix: failure.fix.clone(),
         details,
@@ -1121,6 +1124,7 @@ impl Target for KubernetesTarget {
                 }
                 if Instant::now() >= deadline {
                     return Err(Diagnosis {
+                        stopped: Stopped::Unhealthy,
                         cause: format!(
                             "the rollout did not complete within {}s ({last}); raise --timeout if it is just slow",
                             started.elapsed().as_secs()
@@ -1290,5 +1294,19 @@ impl Target for KubernetesTarget {
             }
             Ok(())
         })
+    }
+
+    fn try_lock(&self, _env: &Environment, _request: &LockInfo) -> Result<Locking> {
+        Err(Error::Other(
+            "the Kubernetes lock (a Lease) is not written yet".into(),
+        ))
+    }
+
+    fn lock_holder(&self, _env: &Environment) -> Result<Option<LockInfo>> {
+        Ok(None)
+    }
+
+    fn break_lock(&self, _env: &Environment) -> Result<Option<LockInfo>> {
+        Ok(None)
     }
 }

@@ -37,7 +37,7 @@ pub const MANAGED_BY: &str = "deployer";
 pub const ENV_LABEL: &str = "deployer.infra-challenge.dev/env";
 /// Label: the release's revision, a decimal number counting from 1 in its environment.
 pub const REVISION_LABEL: &str = "deployer.infra-challenge.dev/revision";
-/// Label: how the release ended, [`OUTCOME_OK`] or [`OUTCOME_FAILED`].
+/// Label: how the release ended, [`OUTCOME_OK`], [`OUTCOME_FAILED`] or [`OUTCOME_INTERRUPTED`].
 pub const OUTCOME_LABEL: &str = "deployer.infra-challenge.dev/outcome";
 /// Label: the version released, made a valid label value by [`label_value`].
 pub const VERSION_LABEL: &str = "deployer.infra-challenge.dev/version";
@@ -45,6 +45,8 @@ pub const VERSION_LABEL: &str = "deployer.infra-challenge.dev/version";
 pub const OUTCOME_OK: &str = "ok";
 /// [`OUTCOME_LABEL`] of a release that did not.
 pub const OUTCOME_FAILED: &str = "failed";
+/// The outcome label of a release stopped by a signal before it was known healthy.
+pub const OUTCOME_INTERRUPTED: &str = "interrupted";
 
 /// How many release records an environment keeps (Helm's default `--history-max` is 10 too).
 pub const HISTORY_LIMIT: usize = 10;
@@ -73,6 +75,7 @@ pub fn encode(env: &str, namespace: &str, record: &Record) -> Result<Secret, Str
     let outcome = match record.result {
         Outcome::Ok => OUTCOME_OK,
         Outcome::Failed => OUTCOME_FAILED,
+        Outcome::Interrupted => OUTCOME_INTERRUPTED,
     };
     let labels = BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
