@@ -36,6 +36,10 @@ pub const TOOLING: &str = "deployer/v1";
 /// `Kind` alone for the core group, sorted, comma-separated (`ConfigMap,Deployment.apps`).
 pub const CONTAINS_GROUP_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-kinds";
 
+/// Annotation on the parent naming the environment whose release the set is: one namespace holds
+/// one environment, and a deploy of another one there is refused.
+pub const ENVIRONMENT_ANNOTATION: &str = "deployer.infra-challenge.dev/environment";
+
 /// Name of the parent ConfigMap, in the app's namespace.
 pub const PARENT_NAME: &str = "deployer-applyset";
 /// Kind of the parent.
@@ -116,10 +120,14 @@ pub fn member_label(namespace: &str) -> (String, String) {
     (PART_OF_LABEL.to_string(), parent_id(namespace))
 }
 
-/// The parent ConfigMap of the deployer's ApplySet in `namespace`, listing `group_kinds` (pairs
-/// of group and kind) as its members' kinds. It holds no data: the labels and annotations are the
-/// inventory.
-pub fn parent(namespace: &str, group_kinds: &BTreeSet<(String, String)>) -> DynamicObject {
+/// The parent ConfigMap of the deployer's ApplySet in `namespace`, a release of `env`, listing
+/// `group_kinds` (pairs of group and kind) as its members' kinds. It holds no data: the labels
+/// and annotations are the inventory.
+pub fn parent(
+    namespace: &str,
+    env: &str,
+    group_kinds: &BTreeSet<(String, String)>,
+) -> DynamicObject {
     DynamicObject {
         types: Some(TypeMeta {
             api_version: PARENT_API_VERSION.to_string(),
@@ -143,6 +151,7 @@ pub fn parent(namespace: &str, group_kinds: &BTreeSet<(String, String)>) -> Dyna
             ])),
             annotations: Some(BTreeMap::from([
                 (TOOLING_ANNOTATION.to_string(), TOOLING.to_string()),
+                (ENVIRONMENT_ANNOTATION.to_string(), env.to_string()),
                 (
                     CONTAINS_GROUP_KINDS_ANNOTATION.to_string(),
                     format_group_kinds(group_kinds),
@@ -307,7 +316,7 @@ mod tests {
             pairs(&[("", "Service"), ("apps", "Deployment")])
         );
 
-        let parent = parent(NAMESPACE, &group_kinds);
+        let parent = parent(NAMESPACE, "qa", &group_kinds);
         assert_eq!(
             manifests::key(&parent),
             ObjectKey::new("", "ConfigMap", Some(NAMESPACE), PARENT_NAME)
@@ -318,6 +327,7 @@ mod tests {
         );
         let annotations = parent.metadata.annotations.as_ref().unwrap();
         assert_eq!(annotations[TOOLING_ANNOTATION], "deployer/v1");
+        assert_eq!(annotations[ENVIRONMENT_ANNOTATION], "qa");
         assert_eq!(
             annotations[CONTAINS_GROUP_KINDS_ANNOTATION],
             "Deployment.apps,Service"

@@ -10,6 +10,8 @@
 
 pub mod applyset;
 pub mod cluster;
+pub mod isolation;
+pub mod lease;
 pub mod manifests;
 pub mod records;
 pub mod rollout;
@@ -59,6 +61,13 @@ use rollout::{Failure, LogSource, Policy, Snapshot, Verdict};
 pub const FIELD_MANAGER: &str = "deployer";
 /// How often the wait reads the rollout's state.
 const POLL: Duration = Duration::from_secs(1);
+/// One read of the rollout's state (a handful of requests) may take this long.
+const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+/// One server-side apply may take this long before the API server counts as gone.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// After this many polls in a row without an answer the API server counts as gone: at most
+/// about 3 x (5 s + 1 s), well within a Lease's 30 s.
+const UNANSWERED_POLLS: u32 = 3;
 /// Log lines shown per container in a diagnosis.
 const LOG_TAIL: i64 = 30;
 /// The kinds a deploy applies, in the order they are applied: what others refer to first.
@@ -139,6 +148,21 @@ impl KubernetesTarget {
 
     fn client(&self) -> Result<kube::Client> {
         Ok(self.cluster()?.client.clone())
+    }
+
+    /// The API server's URL, for messages.
+    fn server(&self) -> String {
+        self.cluster
+            .get()
+            .map_or_else(|| "(not connected)".to_string(), |(c, _)| c.server.clone())
+    }
+
+    /// A Diagnosis for an API server that stopped answering while `what` happened.
+    fn unreachable(&self, what: &str, error: &dyn std::fmt::Display) -> Diagnosis {
+        Diagnosis::unreachable(format!(
+            "the API server at {} stopped answering {what} ({error})",
+            self.server()
+        ))
     }
 
     fn overlay_dir(&self, env: &str) -> PathBuf {
@@ -234,7 +258,18 @@ impl KubernetesTarget {
         if self.force_conflicts {
             params = params.force();
         }
-        match api.patch(&key.name, &params, &Patch::Apply(object)).await {
+        let patched = tokio::time::timeout(
+            APPLY_TIMEOUT,
+            api.patch(&key.name, &params, &Patch::Apply(object)),
+        )
+        .await;
+        let Ok(patched) = patched else {
+            return Err(self.unreachable(
+                &format!("while {key} was applied"),
+                &format!("no answer within {} s", APPLY_TIMEOUT.as_secs()),
+            ));
+        };
+        match patched {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let managers = cluster::conflicting_managers(&status.message);
@@ -258,6 +293,10 @@ impl KubernetesTarget {
                     blocks: Vec::new(),
                 })
             }
+            // No answer at all: what the server did with the request is unknown.
+            Err(e) if is_transport(&e) => {
+                Err(self.unreachable(&format!("while {key} was applied"), &e))
+            }
             Err(e) => Err(Diagnosis::cause(format!("applying {key} failed: {e}"))),
         }
     }
@@ -267,6 +306,7 @@ impl KubernetesTarget {
     async fn apply_all(
         &self,
         client: &kube::Client,
+        env: &str,
         namespace: &str,
         objects: &[DynamicObject],
         step: &mut Step<'_>,
@@ -278,7 +318,7 @@ impl KubernetesTarget {
         for object in objects.iter().filter(|o| kind_of(o) == "Namespace") {
             self.apply_one(client, object).await?;
         }
-        self.apply_one(client, &applyset::parent(namespace, &union))
+        self.apply_one(client, &applyset::parent(namespace, env, &union))
             .await?;
         for object in objects.iter().filter(|o| kind_of(o) != "Namespace") {
             step.detail(&format!("applying {}", manifests::key(object)));
@@ -304,7 +344,7 @@ impl KubernetesTarget {
             .map(|key| (key.group.clone(), key.kind.clone()))
             .collect();
         let inventory: BTreeSet<(String, String)> = current.union(&kept).cloned().collect();
-        self.apply_one(client, &applyset::parent(namespace, &inventory))
+        self.apply_one(client, &applyset::parent(namespace, env, &inventory))
             .await
     }
 
@@ -357,8 +397,14 @@ impl KubernetesTarget {
         keys
     }
 
-    /// Everything the rollout decision needs, read in one pass.
-    async fn snapshot(&self, client: &kube::Client, namespace: &str) -> Snapshot {
+    /// Everything the rollout decision needs, read in one pass. An API status (a 404, a 403)
+    /// reads as "nothing there", as the decision expects of a first deploy; a request without an
+    /// answer is an error, or a dead API server would look like a Deployment not created yet.
+    async fn snapshot(
+        &self,
+        client: &kube::Client,
+        namespace: &str,
+    ) -> std::result::Result<Snapshot, kube::Error> {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
         let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
@@ -366,23 +412,15 @@ impl KubernetesTarget {
         let events: Api<Event> = Api::namespaced(client.clone(), namespace);
         let app = ListParams::default().labels(K8S_APP_SELECTOR);
         let db = ListParams::default().labels(K8S_DB_SELECTOR);
-        let mut all_pods = pods.list(&app).await.map(|l| l.items).unwrap_or_default();
-        all_pods.extend(pods.list(&db).await.map(|l| l.items).unwrap_or_default());
-        Snapshot {
-            deployment: deployments.get_opt(K8S_DEPLOYMENT).await.ok().flatten(),
-            replica_sets: replica_sets
-                .list(&app)
-                .await
-                .map(|l| l.items)
-                .unwrap_or_default(),
-            statefulset: statefulsets.get_opt(K8S_STATEFULSET).await.ok().flatten(),
+        let mut all_pods = answered(pods.list(&app).await.map(|l| l.items))?;
+        all_pods.extend(answered(pods.list(&db).await.map(|l| l.items))?);
+        Ok(Snapshot {
+            deployment: answered(deployments.get_opt(K8S_DEPLOYMENT).await)?,
+            replica_sets: answered(replica_sets.list(&app).await.map(|l| l.items))?,
+            statefulset: answered(statefulsets.get_opt(K8S_STATEFULSET).await)?,
             pods: all_pods,
-            events: events
-                .list(&ListParams::default())
-                .await
-                .map(|l| l.items)
-                .unwrap_or_default(),
-        }
+            events: answered(events.list(&ListParams::default()).await.map(|l| l.items))?,
+        })
     }
 
     async fn log_lines(
@@ -478,6 +516,11 @@ impl KubernetesTarget {
                 serde_json::from_str(&text).unwrap_or(Value::String(text)),
             )),
             Err(kube::Error::Api(status)) => Ok((status.code, Value::String(status.message))),
+            Err(e) if is_transport(&e) => Err(format!(
+                "the API server at {} is unreachable (GET {path} through its service proxy: {e}); what \
+                 runs now is unknown: check the cluster (`kubectl cluster-info`), then `deployer status`",
+                self.server()
+            )),
             Err(e) => Err(format!(
                 "GET {path} through the API server's service proxy: {e}"
             )),
@@ -499,6 +542,87 @@ impl KubernetesTarget {
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
             Err(e) => Err(api_error("reading the release records", e)),
         }
+    }
+
+    /// Applies the overlay's Namespace as the deploy applies it (a member of the ApplySet, so no
+    /// label comes and goes): the Lease and the Secrets live in it, and a first deploy finds none.
+    async fn ensure_namespace(&self, client: &kube::Client, env: &Environment) -> Result<()> {
+        let namespace = self.namespace(env)?;
+        let mut namespaces: Vec<DynamicObject> = self
+            .overlay(env)?
+            .into_iter()
+            .filter(|o| kind_of(o) == "Namespace")
+            .collect();
+        let (key, value) = applyset::member_label(&namespace);
+        manifests::add_labels(&mut namespaces, &BTreeMap::from([(key, value)]));
+        for object in &namespaces {
+            self.apply_one(client, object).await.map_err(|d| {
+                if d.stopped == Stopped::Unreachable {
+                    Error::prerequisite(
+                        d.cause,
+                        "check that the cluster is up (`kubectl cluster-info`), then try again",
+                    )
+                } else {
+                    Error::Other(d.cause)
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Refuses to change `env` (`operation`: "deploying", "taking down") in a namespace where
+    /// another environment's release lives. Reads only: it runs before the first change.
+    async fn check_alone(
+        &self,
+        client: &kube::Client,
+        env: &Environment,
+        namespace: &str,
+        operation: &str,
+    ) -> Result<()> {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        // Every environment's records: the managed-by label is an equality selector every API
+        // server (and the tests' fake) understands; the environment is compared here.
+        let selector = format!("{}={}", records::MANAGED_BY_LABEL, records::MANAGED_BY);
+        let record_secrets = match secrets.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list.items,
+            Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+            Err(e) => {
+                return Err(api_error(
+                    &format!("reading the release records in {namespace}"),
+                    e,
+                ));
+            }
+        };
+        let parents: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client.clone(), namespace);
+        let parent = match parents.get_opt(applyset::PARENT_NAME).await {
+            Ok(parent) => parent,
+            Err(kube::Error::Api(status)) if status.code == 404 => None,
+            Err(e) => {
+                return Err(api_error(
+                    &format!("reading the ApplySet parent in {namespace}"),
+                    e,
+                ));
+            }
+        };
+        let parent_env = parent
+            .as_ref()
+            .and_then(|p| isolation::parent_environment(p.metadata.annotations.as_ref()));
+        match isolation::other_environment(&env.name, &record_secrets, parent_env.as_deref()) {
+            Some(other) => Err(Error::usage(isolation::refusal(
+                operation, &env.name, namespace, &other,
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Where the environment's Lease lives.
+    fn lease_place(&self, env: &Environment) -> Result<lease::Place> {
+        Ok(lease::Place {
+            client: self.client()?,
+            namespace: self.namespace(env)?,
+            env: env.name.clone(),
+        })
     }
 
     async fn ensure_secrets_in(
@@ -634,6 +758,26 @@ async fn delete(client: &kube::Client, key: &ObjectKey) -> std::result::Result<(
     }
 }
 
+/// Whether a request got no answer from the API server (refused, reset, timed out, TLS), as
+/// opposed to an answer that is an error status.
+fn is_transport(error: &kube::Error) -> bool {
+    matches!(
+        error,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::RustlsTls(_)
+    )
+}
+
+/// A read's result where an API status counts as "nothing there" but no answer is an error.
+fn answered<T: Default>(
+    read: std::result::Result<T, kube::Error>,
+) -> std::result::Result<T, kube::Error> {
+    match read {
+        Err(e) if is_transport(&e) => Err(e),
+        Err(_) => Ok(T::default()),
+        ok => ok,
+    }
+}
+
 fn api_error(what: &str, error: kube::Error) -> Error {
     match error {
         kube::Error::Api(status) if status.code == 403 => Error::prerequisite(
@@ -749,9 +893,9 @@ impl Target for KubernetesTarget {
     }
 
     fn preflight(&self, env: &Environment) -> Result<()> {
-        self.cluster()?;
-        self.overlay(env)?;
-        Ok(())
+        let client = self.client()?;
+        let namespace = self.namespace(env)?;
+        self.block_on(self.check_alone(&client, env, &namespace, "deploying"))
     }
 
     fn artifact(&self, _env: &Environment, release: &Release) -> Result<String> {
@@ -860,19 +1004,34 @@ impl Target for KubernetesTarget {
         kinds.push((String::new(), "Secret".into()));
         kinds.sort();
         kinds.dedup();
+        // What a deploy does to each kind the overlay applies; the lock is a Lease it gets,
+        // creates, renews (update) and deletes.
+        const APPLIED: &[&str] = &["get", "list", "create", "patch", "delete"];
+        const LEASE: &[&str] = &["get", "create", "update", "delete"];
+        let mut wanted: Vec<(String, String, bool, &[&str])> = kinds
+            .iter()
+            .map(|(group, kind)| {
+                let resource = resource_of(group, kind);
+                (
+                    group.clone(),
+                    resource.plural,
+                    manifests::is_namespaced(kind),
+                    APPLIED,
+                )
+            })
+            .collect();
+        wanted.push(("coordination.k8s.io".into(), "leases".into(), true, LEASE));
         let denied = self.block_on(async {
             let mut denied = Vec::new();
-            for (group, kind) in &kinds {
-                let resource = resource_of(group, kind);
-                for verb in ["get", "list", "create", "patch", "delete"] {
+            for (group, plural, namespaced, verbs) in &wanted {
+                for verb in verbs.iter() {
                     let review = SelfSubjectAccessReview {
                         spec: SelfSubjectAccessReviewSpec {
                             resource_attributes: Some(ResourceAttributes {
                                 group: Some(group.clone()),
-                                resource: Some(resource.plural.clone()),
+                                resource: Some(plural.clone()),
                                 verb: Some(verb.to_string()),
-                                namespace: manifests::is_namespaced(kind)
-                                    .then(|| namespace.clone()),
+                                namespace: namespaced.then(|| namespace.clone()),
                                 ..ResourceAttributes::default()
                             }),
                             ..SelfSubjectAccessReviewSpec::default()
@@ -887,7 +1046,7 @@ impl Target for KubernetesTarget {
                         .and_then(|r| r.status)
                         .is_some_and(|s| s.allowed);
                     if !allowed {
-                        denied.push(format!("{verb} {}", resource.plural));
+                        denied.push(format!("{verb} {plural}"));
                     }
                 }
             }
@@ -897,7 +1056,8 @@ impl Target for KubernetesTarget {
             Check::pass(
                 "permissions",
                 format!(
-                    "may get, list, create, patch and delete the {} kinds the overlay applies",
+                    "may get, list, create, patch and delete the {} kinds the overlay applies, and \
+                     get, create, update and delete the lock's Lease",
                     kinds.len()
                 ),
             )
@@ -1031,7 +1191,7 @@ impl Target for KubernetesTarget {
             .count();
         objects.insert(
             after_namespaces,
-            applyset::parent(&namespace, &applyset::group_kinds_of(&objects)),
+            applyset::parent(&namespace, &env.name, &applyset::group_kinds_of(&objects)),
         );
         manifests::redact_secrets(&mut objects);
         Ok(manifests::to_yaml(&objects))
@@ -1040,21 +1200,9 @@ impl Target for KubernetesTarget {
     fn ensure_secrets(&self, env: &Environment) -> Result<Vec<String>> {
         let client = self.client()?;
         let namespace = self.namespace(env)?;
-        let mut namespaces: Vec<DynamicObject> = self
-            .overlay(env)?
-            .into_iter()
-            .filter(|o| kind_of(o) == "Namespace")
-            .collect();
-        // Applied as the deploy applies it (a member of the ApplySet), so no label comes and goes.
-        let (key, value) = applyset::member_label(&namespace);
-        manifests::add_labels(&mut namespaces, &BTreeMap::from([(key, value)]));
         self.block_on(async {
             // The Secrets live in the namespace: it comes first.
-            for object in &namespaces {
-                self.apply_one(&client, object)
-                    .await
-                    .map_err(|d| Error::Other(d.cause))?;
-            }
+            self.ensure_namespace(&client, env).await?;
             self.ensure_secrets_in(&client, &namespace).await
         })
     }
@@ -1072,7 +1220,7 @@ impl Target for KubernetesTarget {
         let namespace = manifests::namespace(&objects).unwrap_or_default();
         let client = self.client().map_err(|e| Diagnosis::cause(e.to_string()))?;
         step.detail("server-side apply");
-        let applying = self.apply_all(&client, &namespace, &objects, step);
+        let applying = self.apply_all(&client, &env.name, &namespace, &objects, step);
         match self.block_on(async { tokio::time::timeout(remaining(deadline), applying).await }) {
             Ok(applied) => applied?,
             Err(_) => {
@@ -1095,7 +1243,7 @@ impl Target for KubernetesTarget {
     fn wait_healthy(
         &self,
         env: &Environment,
-        _release: &Release,
+        release: &Release,
         deadline: Instant,
         step: &mut Step<'_>,
     ) -> Result<(), Diagnosis> {
@@ -1103,24 +1251,45 @@ impl Target for KubernetesTarget {
         let namespace = self
             .namespace(env)
             .map_err(|e| Diagnosis::cause(e.to_string()))?;
+        let rollout_of = format!("the rollout of {}", release.version);
         let started = Instant::now();
         self.block_on(async {
             let mut last: String;
+            let mut unanswered = 0;
             loop {
-                let snapshot = self.snapshot(&client, &namespace).await;
-                let policy = Policy {
-                    now: k8s_openapi::jiff::Timestamp::now(),
-                    ..Policy::default()
-                };
-                match rollout::assess(&snapshot, &policy) {
-                    Verdict::Complete { .. } => return Ok(()),
-                    Verdict::Failed(failure) => {
-                        return Err(self.diagnose(&client, &namespace, failure).await);
+                if step.interrupted() {
+                    return Err(Diagnosis::interrupted(&rollout_of));
+                }
+                match tokio::time::timeout(POLL_TIMEOUT, self.snapshot(&client, &namespace)).await
+                {
+                    Ok(Ok(snapshot)) => {
+                        unanswered = 0;
+                        let policy = Policy {
+                            now: k8s_openapi::jiff::Timestamp::now(),
+                            ..Policy::default()
+                        };
+                        match rollout::assess(&snapshot, &policy) {
+                            Verdict::Complete { .. } => return Ok(()),
+                            Verdict::Failed(failure) => {
+                                return Err(self.diagnose(&client, &namespace, failure).await);
+                            }
+                            Verdict::Progressing { detail } => {
+                                step.detail(&detail);
+                                last = detail;
+                            }
+                        }
                     }
-                    Verdict::Progressing { detail } => {
-                        step.detail(&detail);
-                        last = detail;
+                    Ok(Err(e)) => {
+                        unanswered += 1;
+                        last = e.to_string();
                     }
+                    Err(_) => {
+                        unanswered += 1;
+                        last = format!("no answer within {} s", POLL_TIMEOUT.as_secs());
+                    }
+                }
+                if unanswered >= UNANSWERED_POLLS {
+                    return Err(self.unreachable(&format!("during {rollout_of}"), &last));
                 }
                 if Instant::now() >= deadline {
                     return Err(Diagnosis {
@@ -1252,6 +1421,8 @@ impl Target for KubernetesTarget {
         let client = self.client()?;
         let namespace = self.namespace(env)?;
         self.block_on(async {
+            self.check_alone(&client, env, &namespace, "taking down")
+                .await?;
             let group_kinds = self.inventory(&client, &namespace).await;
             let overlay = self.overlay(env).unwrap_or_default();
             let all: BTreeSet<(String, String)> = group_kinds
@@ -1296,17 +1467,22 @@ impl Target for KubernetesTarget {
         })
     }
 
-    fn try_lock(&self, _env: &Environment, _request: &LockInfo) -> Result<Locking> {
-        Err(Error::Other(
-            "the Kubernetes lock (a Lease) is not written yet".into(),
-        ))
+    fn try_lock(&self, env: &Environment, request: &LockInfo) -> Result<Locking> {
+        let place = self.lease_place(env)?;
+        self.block_on(async {
+            // The one change before the lock: a first deploy's namespace, where the Lease lives.
+            self.ensure_namespace(&place.client, env).await?;
+            lease::take(&place, request).await
+        })
     }
 
-    fn lock_holder(&self, _env: &Environment) -> Result<Option<LockInfo>> {
-        Ok(None)
+    fn lock_holder(&self, env: &Environment) -> Result<Option<LockInfo>> {
+        let place = self.lease_place(env)?;
+        self.block_on(lease::holder(&place))
     }
 
-    fn break_lock(&self, _env: &Environment) -> Result<Option<LockInfo>> {
-        Ok(None)
+    fn break_lock(&self, env: &Environment) -> Result<Option<LockInfo>> {
+        let place = self.lease_place(env)?;
+        self.block_on(lease::break_lease(&place))
     }
 }

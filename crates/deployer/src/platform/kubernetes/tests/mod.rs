@@ -14,6 +14,14 @@
 //! makes the controllers act only after the target has read the Deployment's stale status a number
 //! of times, as a real controller lags an apply.
 //!
+//! Leases are served as the API server serves them for the environment's lock: create (409
+//! AlreadyExists when it exists), replace (PUT, 409 Conflict when the body's resourceVersion is not
+//! the stored one) and DELETE honouring a resourceVersion precondition; every write bumps the
+//! resourceVersion. [`FakeApiServer::after_request`] runs a hook after each request, which can make
+//! the fake stop answering from then on (every later request gets an error, as a refused connection
+//! gives) or request a stop as a signal does; [`FakeApiServer::report_version`] makes the app's
+//! `/version` say another version than its image tag.
+//!
 //! The overlay is [`QA_OVERLAY`], a trimmed but faithful copy of `kubectl kustomize
 //! deploy/kubernetes/overlays/qa`, so no kubectl is needed.
 
@@ -38,8 +46,10 @@ use crate::error::Restore;
 use crate::ledger::{Action, Outcome};
 use crate::ops::{release, rollback};
 
-/// The namespace of the qa overlay.
-const NS: &str = "infra-challenge";
+mod lock;
+
+/// The namespace of the qa overlay (each environment has its own: `infra-challenge-<env>`).
+const NS: &str = "infra-challenge-qa";
 /// The registry the tests' releases come from.
 const REPOSITORY: &str = "registry.example/infra-challenge";
 /// Long enough that only a hang reaches it: a stuck rollout must fail well before.
@@ -62,7 +72,7 @@ metadata:
     app.kubernetes.io/part-of: infra-challenge
     pod-security.kubernetes.io/enforce: restricted
     pod-security.kubernetes.io/enforce-version: v1.30
-  name: infra-challenge
+  name: infra-challenge-qa
 ---
 apiVersion: v1
 automountServiceAccountToken: false
@@ -75,7 +85,7 @@ metadata:
     app.kubernetes.io/name: challenge
     app.kubernetes.io/part-of: infra-challenge
   name: challenge
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 ---
 apiVersion: v1
 automountServiceAccountToken: false
@@ -88,7 +98,7 @@ metadata:
     app.kubernetes.io/name: mysql
     app.kubernetes.io/part-of: infra-challenge
   name: mysql
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 ---
 apiVersion: v1
 data:
@@ -108,7 +118,7 @@ metadata:
     app.kubernetes.io/name: challenge
     app.kubernetes.io/part-of: infra-challenge
   name: challenge-config
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 ---
 apiVersion: v1
 kind: Service
@@ -120,7 +130,7 @@ metadata:
     app.kubernetes.io/name: challenge
     app.kubernetes.io/part-of: infra-challenge
   name: challenge
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 spec:
   ports:
   - appProtocol: http
@@ -143,7 +153,7 @@ metadata:
     app.kubernetes.io/name: mysql
     app.kubernetes.io/part-of: infra-challenge
   name: mysql
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 spec:
   ports:
   - appProtocol: mysql
@@ -166,7 +176,7 @@ metadata:
     app.kubernetes.io/name: challenge
     app.kubernetes.io/part-of: infra-challenge
   name: challenge
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 spec:
   minReadySeconds: 5
   revisionHistoryLimit: 5
@@ -274,7 +284,7 @@ metadata:
     app.kubernetes.io/name: mysql
     app.kubernetes.io/part-of: infra-challenge
   name: mysql
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 spec:
   persistentVolumeClaimRetentionPolicy:
     whenDeleted: Retain
@@ -381,6 +391,8 @@ struct Recorded {
     content_type: Option<String>,
     /// The body: JSON, else its text, `Null` when empty.
     body: Value,
+    /// Not answered: the fake had stopped answering (a refused connection).
+    refused: bool,
 }
 
 impl Recorded {
@@ -480,7 +492,16 @@ struct State {
     reads_left: u32,
     /// Paths whose server-side apply conflicts (unless forced), with the API's message.
     conflicts: BTreeMap<String, String>,
+    /// Runs after each answered request; `true` makes the fake stop answering from then on.
+    hook: Option<Hook>,
+    /// Every request from now on gets an error instead of an answer.
+    refusing: bool,
+    /// What the app's `/version` says, when not its image's tag.
+    reported_version: Option<String>,
 }
+
+/// See [`FakeApiServer::after_request`].
+type Hook = Box<dyn FnMut(&Recorded, &mut Store) -> bool + Send>;
 
 /// The API server's side of a `tower-test` mock service; the client side is in the [`Cluster`]
 /// [`FakeApiServer::start`] returns.
@@ -500,6 +521,9 @@ impl FakeApiServer {
             lag: 0,
             reads_left: 0,
             conflicts: BTreeMap::new(),
+            hook: None,
+            refusing: false,
+            reported_version: None,
         }));
         let shared = Arc::clone(&state);
         let (client_tx, client_rx) = std::sync::mpsc::channel();
@@ -523,7 +547,25 @@ impl FakeApiServer {
                         .await
                         .map(|bytes| bytes.to_vec())
                         .unwrap_or_default();
-                    let response = lock(&shared).serve(&parts, &body);
+                    let mut guard = lock(&shared);
+                    let state = &mut *guard;
+                    if state.refusing {
+                        state.refuse(&parts);
+                        drop(guard);
+                        respond.send_error(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionRefused,
+                            "connection refused (the fake API server stopped answering)",
+                        ));
+                        continue;
+                    }
+                    let response = state.serve(&parts, &body);
+                    if let Some(hook) = state.hook.as_mut()
+                        && let Some(last) = state.requests.last()
+                        && hook(last, &mut state.store)
+                    {
+                        state.refusing = true;
+                    }
+                    drop(guard);
                     respond.send_response(response);
                 }
             });
@@ -565,6 +607,23 @@ impl FakeApiServer {
         lock(&self.state)
             .conflicts
             .insert(path.to_string(), message.to_string());
+    }
+
+    /// Runs `hook` after each answered request with the objects, as another client acting right
+    /// then would (the fake's lock is held: it must not call the fake); once it returns `true` the
+    /// fake stops answering.
+    fn after_request(&self, hook: impl FnMut(&Recorded, &mut Store) -> bool + Send + 'static) {
+        lock(&self.state).hook = Some(Box::new(hook));
+    }
+
+    /// Stops answering at once (every request gets an error, as a refused connection gives).
+    fn stop_answering(&self) {
+        lock(&self.state).refusing = true;
+    }
+
+    /// Makes the app's `/version` say `version`, whatever its image.
+    fn report_version(&self, version: &str) {
+        lock(&self.state).reported_version = Some(version.to_string());
     }
 
     fn requests(&self) -> Vec<Recorded> {
@@ -651,6 +710,18 @@ impl Route {
 }
 
 impl State {
+    /// Records a request the fake does not answer.
+    fn refuse(&mut self, parts: &::http::request::Parts) {
+        self.requests.push(Recorded {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parse_query(parts.uri.query().unwrap_or("")),
+            content_type: None,
+            body: Value::Null,
+            refused: true,
+        });
+    }
+
     fn serve(&mut self, parts: &::http::request::Parts, body: &[u8]) -> Response<Body> {
         let path = parts.uri.path().to_string();
         let query = parse_query(parts.uri.query().unwrap_or(""));
@@ -670,6 +741,7 @@ impl State {
                 .and_then(|v| v.to_str().ok())
                 .map(String::from),
             body: body.clone(),
+            refused: false,
         });
         if self.pending && self.reads_left == 0 {
             self.pending = false;
@@ -754,6 +826,22 @@ impl State {
                     namespace,
                 },
             ) => self.create(&collection, namespace.as_deref(), body),
+            (
+                &Method::PUT,
+                Route::Object {
+                    collection,
+                    namespace,
+                    name,
+                },
+            ) => self.replace(&collection, namespace.as_deref(), &name, body),
+            (
+                &Method::DELETE,
+                Route::Object {
+                    collection, name, ..
+                },
+            ) if self.precondition_fails(&format!("{collection}/{name}"), &body) => {
+                conflict(&collection, &name)
+            }
             (
                 &Method::DELETE,
                 Route::Object {
@@ -941,6 +1029,41 @@ impl State {
         respond(201, &stored)
     }
 
+    /// Replace (PUT): the object must exist, and a resourceVersion in the body must be the
+    /// stored one (optimistic concurrency), else 409 Conflict.
+    fn replace(
+        &mut self,
+        collection: &str,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+    ) -> Response<Body> {
+        if let Err(problem) = check_identity(collection, namespace, Some(name), &body) {
+            return status(400, "BadRequest", &problem);
+        }
+        let path = format!("{collection}/{name}");
+        let Some(old) = self.store.get(&path) else {
+            return not_found(collection, name);
+        };
+        if let Some(version) = body["metadata"]["resourceVersion"].as_str()
+            && Some(version) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return conflict(collection, name);
+        }
+        let stored = self.store.put(&path, body);
+        respond(200, &stored)
+    }
+
+    /// Whether a DELETE's resourceVersion precondition names another version than the stored one.
+    fn precondition_fails(&self, path: &str, body: &Value) -> bool {
+        let wanted = body["preconditions"]["resourceVersion"].as_str();
+        let stored = self
+            .store
+            .get(path)
+            .and_then(|o| o["metadata"]["resourceVersion"].as_str());
+        wanted.is_some() && stored.is_some() && wanted != stored
+    }
+
     /// The API server's proxy to the app's Service: the app's answers when a Ready pod backs
     /// the Service, else the proxy's 503.
     fn proxy(&self, services: &str, name_and_port: &str, rest: &[String]) -> Response<Body> {
@@ -964,9 +1087,12 @@ impl State {
                 &format!("no endpoints available for service \"{name_and_port}\""),
             );
         }
+        let deployments = services
+            .replace("/api/v1/", "/apis/apps/v1/")
+            .replace("/services", "/deployments");
         let image = self
             .store
-            .get(&apps("deployments/challenge"))
+            .get(&format!("{deployments}/challenge"))
             .map(|deployment| container_image(&deployment["spec"]["template"]["spec"], "challenge"))
             .unwrap_or_default();
         match format!("/{}", rest.join("/")).as_str() {
@@ -975,7 +1101,8 @@ impl State {
             "/version" => respond(
                 200,
                 &json!({
-                    "version": image.rsplit_once(':').map_or("", |(_, tag)| tag),
+                    "version": self.reported_version.as_deref()
+                        .unwrap_or_else(|| image.rsplit_once(':').map_or("", |(_, tag)| tag)),
                     "schema_version": 1,
                     "database_schema_version": 1,
                 }),
@@ -1072,6 +1199,19 @@ fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
             "reason": reason,
             "code": code,
         }),
+    )
+}
+
+/// The API server's answer to a write based on a stale resourceVersion.
+fn conflict(collection: &str, name: &str) -> Response<Body> {
+    status(
+        409,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply \
+             your changes to the latest version and try again",
+            plural(collection)
+        ),
     )
 }
 
@@ -1186,25 +1326,33 @@ fn stuck_on(image: &str) -> Controllers {
     Box::new(move |store: &mut Store| reconcile(store, &|candidate: &str| candidate == image))
 }
 
+/// Reconciles the workloads of every namespace (several environments may share the cluster).
 fn reconcile(store: &mut Store, cannot_pull: &dyn Fn(&str) -> bool) {
-    if store.get(&apps("statefulsets/mysql")).is_some() {
-        reconcile_statefulset(store);
-    }
-    if store.get(&apps("deployments/challenge")).is_some() {
-        reconcile_deployment(store, cannot_pull);
+    let namespaces: Vec<String> = store
+        .list("/api/v1/namespaces")
+        .into_iter()
+        .filter_map(|(_, ns)| ns["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    for ns in &namespaces {
+        if store.get(&apps_in(ns, "statefulsets/mysql")).is_some() {
+            reconcile_statefulset(store, ns);
+        }
+        if store.get(&apps_in(ns, "deployments/challenge")).is_some() {
+            reconcile_deployment(store, ns, cannot_pull);
+        }
     }
 }
 
 const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 
-fn reconcile_deployment(store: &mut Store, cannot_pull: &dyn Fn(&str) -> bool) {
-    let path = apps("deployments/challenge");
+fn reconcile_deployment(store: &mut Store, ns: &str, cannot_pull: &dyn Fn(&str) -> bool) {
+    let path = apps_in(ns, "deployments/challenge");
     let mut deployment = store.get(&path).cloned().unwrap_or_default();
     let template = deployment["spec"]["template"].clone();
     let hash = template_hash(&template);
     let rs_name = format!("challenge-{hash}");
-    let rs_path = apps(&format!("replicasets/{rs_name}"));
-    let replica_sets = store.list(&apps("replicasets"));
+    let rs_path = apps_in(ns, &format!("replicasets/{rs_name}"));
+    let replica_sets = store.list(&apps_in(ns, "replicasets"));
     let newest = replica_sets
         .iter()
         .map(|(_, rs)| revision(rs))
@@ -1231,7 +1379,7 @@ fn reconcile_deployment(store: &mut Store, cannot_pull: &dyn Fn(&str) -> bool) {
             "kind": "ReplicaSet",
             "metadata": {
                 "name": rs_name,
-                "namespace": NS,
+                "namespace": ns,
                 "labels": labels,
                 "annotations": {(REVISION_ANNOTATION): revision.to_string()},
                 "ownerReferences": [owner("apps/v1", "Deployment", &deployment)],
@@ -1246,23 +1394,24 @@ fn reconcile_deployment(store: &mut Store, cannot_pull: &dyn Fn(&str) -> bool) {
             },
         }),
     );
-    let pods = store.list(&core("pods"));
+    let pods = store.list(&core_in(ns, "pods"));
     let of_hash = |pod: &Value| pod["metadata"]["labels"]["pod-template-hash"] == json!(hash);
     if !pods.iter().any(|(_, pod)| of_hash(pod)) {
         for _ in 0..desired {
             store.counter += 1;
             let name = format!("{rs_name}-{:05x}", store.counter);
             let pod = pod(
+                ns,
                 &name,
                 labels.clone(),
                 owner("apps/v1", "ReplicaSet", &replica_set),
                 &template["spec"],
                 !stuck,
             );
-            store.put(&core(&format!("pods/{name}")), pod);
+            store.put(&core_in(ns, &format!("pods/{name}")), pod);
             if stuck {
                 let image = container_image(&template["spec"], "challenge");
-                pull_failure_events(store, &name, &image);
+                pull_failure_events(store, ns, &name, &image);
             }
         }
     }
@@ -1273,7 +1422,7 @@ fn reconcile_deployment(store: &mut Store, cannot_pull: &dyn Fn(&str) -> bool) {
         }
         let other_hash = other["metadata"]["labels"]["pod-template-hash"].clone();
         let other_pods: Vec<(String, Value)> = store
-            .list(&core("pods"))
+            .list(&core_in(ns, "pods"))
             .into_iter()
             .filter(|(_, pod)| pod["metadata"]["labels"]["pod-template-hash"] == other_hash)
             .collect();
@@ -1319,15 +1468,15 @@ fn reconcile_deployment(store: &mut Store, cannot_pull: &dyn Fn(&str) -> bool) {
     store.put(&path, deployment);
 }
 
-fn reconcile_statefulset(store: &mut Store) {
-    let path = apps("statefulsets/mysql");
+fn reconcile_statefulset(store: &mut Store, ns: &str) {
+    let path = apps_in(ns, "statefulsets/mysql");
     let mut statefulset = store.get(&path).cloned().unwrap_or_default();
     let template = statefulset["spec"]["template"].clone();
     let revision = format!("mysql-{}", template_hash(&template));
     let desired = statefulset["spec"]["replicas"].as_i64().unwrap_or(1);
     for ordinal in 0..desired {
         let name = format!("mysql-{ordinal}");
-        let pod_path = core(&format!("pods/{name}"));
+        let pod_path = core_in(ns, &format!("pods/{name}"));
         let current = store.get(&pod_path).is_some_and(|pod| {
             pod["metadata"]["labels"]["controller-revision-hash"] == json!(revision)
         });
@@ -1336,6 +1485,7 @@ fn reconcile_statefulset(store: &mut Store) {
             labels["controller-revision-hash"] = json!(revision);
             labels["statefulset.kubernetes.io/pod-name"] = json!(name);
             let pod = pod(
+                ns,
                 &name,
                 labels,
                 owner("apps/v1", "StatefulSet", &statefulset),
@@ -1354,7 +1504,7 @@ fn reconcile_statefulset(store: &mut Store) {
                 "{}-{name}",
                 claim["metadata"]["name"].as_str().unwrap_or("data")
             );
-            let claim_path = core(&format!("persistentvolumeclaims/{claim_name}"));
+            let claim_path = core_in(ns, &format!("persistentvolumeclaims/{claim_name}"));
             if store.get(&claim_path).is_none() {
                 let mut labels = claim["metadata"]["labels"].clone();
                 for (key, value) in statefulset["spec"]["selector"]["matchLabels"]
@@ -1369,7 +1519,7 @@ fn reconcile_statefulset(store: &mut Store) {
                     json!({
                         "apiVersion": "v1",
                         "kind": "PersistentVolumeClaim",
-                        "metadata": {"name": claim_name, "namespace": NS, "labels": labels},
+                        "metadata": {"name": claim_name, "namespace": ns, "labels": labels},
                         "spec": claim["spec"],
                         "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "5Gi"}},
                     }),
@@ -1395,7 +1545,7 @@ fn reconcile_statefulset(store: &mut Store) {
 /// A pod of a workload's template: Ready (init containers completed, containers running), or
 /// unable to pull its image, as the kubelet reports it (the `migrate` init container waits in
 /// `ImagePullBackOff`, the app's container behind it in `PodInitializing`).
-fn pod(name: &str, labels: Value, owner: Value, spec: &Value, healthy: bool) -> Value {
+fn pod(ns: &str, name: &str, labels: Value, owner: Value, spec: &Value, healthy: bool) -> Value {
     let now = now();
     let containers =
         |list: &str| -> Vec<Value> { spec[list].as_array().cloned().unwrap_or_default() };
@@ -1498,7 +1648,7 @@ fn pod(name: &str, labels: Value, owner: Value, spec: &Value, healthy: bool) -> 
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": labels, "ownerReferences": [owner]},
+        "metadata": {"name": name, "namespace": ns, "labels": labels, "ownerReferences": [owner]},
         "spec": spec,
         "status": {
             "phase": if healthy { "Running" } else { "Pending" },
@@ -1514,7 +1664,7 @@ fn pod(name: &str, labels: Value, owner: Value, spec: &Value, healthy: bool) -> 
 }
 
 /// The kubelet's Warning events for a pod that cannot pull `image`.
-fn pull_failure_events(store: &mut Store, pod: &str, image: &str) {
+fn pull_failure_events(store: &mut Store, ns: &str, pod: &str, image: &str) {
     let now = now();
     for (reason, message) in [
         (
@@ -1528,12 +1678,12 @@ fn pull_failure_events(store: &mut Store, pod: &str, image: &str) {
         store.counter += 1;
         let name = format!("{pod}.{:016x}", store.counter);
         store.put(
-            &core(&format!("events/{name}")),
+            &core_in(ns, &format!("events/{name}")),
             json!({
                 "apiVersion": "v1",
                 "kind": "Event",
-                "metadata": {"name": name, "namespace": NS},
-                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": NS, "fieldPath": "spec.initContainers{migrate}"},
+                "metadata": {"name": name, "namespace": ns},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": ns, "fieldPath": "spec.initContainers{migrate}"},
                 "reason": reason,
                 "message": message,
                 "type": "Warning",
@@ -1620,15 +1770,23 @@ fn now() -> String {
 
 /// The path of a core object in the namespace: `core("pods/x")`.
 fn core(rest: &str) -> String {
-    format!("/api/v1/namespaces/{NS}/{rest}")
+    core_in(NS, rest)
 }
 
 /// The path of an `apps/v1` object in the namespace.
 fn apps(rest: &str) -> String {
-    format!("/apis/apps/v1/namespaces/{NS}/{rest}")
+    apps_in(NS, rest)
 }
 
-const NAMESPACE_PATH: &str = "/api/v1/namespaces/infra-challenge";
+fn core_in(ns: &str, rest: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/{rest}")
+}
+
+fn apps_in(ns: &str, rest: &str) -> String {
+    format!("/apis/apps/v1/namespaces/{ns}/{rest}")
+}
+
+const NAMESPACE_PATH: &str = "/api/v1/namespaces/infra-challenge-qa";
 
 fn overlay() -> Vec<DynamicObject> {
     manifests::parse(QA_OVERLAY).expect("the qa overlay parses")
@@ -1717,7 +1875,7 @@ fn overlay_with_leftovers() -> Vec<DynamicObject> {
 kind: ConfigMap
 metadata:
   name: old-config
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 data:
   FEATURE: "on"
 ---
@@ -1725,14 +1883,14 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: old-secret
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 type: Opaque
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata:
   name: old-claim
-  namespace: infra-challenge
+  namespace: infra-challenge-qa
 spec:
   accessModes:
   - ReadWriteOnce
@@ -1843,7 +2001,7 @@ fn server_side_apply_patches_each_object_at_its_path_as_a_member_of_the_applyset
         container_image(&statefulset.body["spec"]["template"]["spec"], "mysql"),
         "mysql:8.4"
     );
-    // The parent: the id label, the tooling and the kinds of its members.
+    // The parent: the id label, the tooling, the environment and the kinds of its members.
     let parent = &applies.last().unwrap().body;
     assert_eq!(parent["kind"], "ConfigMap");
     assert_eq!(
@@ -1852,6 +2010,7 @@ fn server_side_apply_patches_each_object_at_its_path_as_a_member_of_the_applyset
             (applyset::CONTAINS_GROUP_KINDS_ANNOTATION):
                 "ConfigMap,Deployment.apps,Namespace,Service,ServiceAccount,StatefulSet.apps",
             (applyset::TOOLING_ANNOTATION): "deployer/v1",
+            (applyset::ENVIRONMENT_ANNOTATION): "qa",
         })
     );
     // What apply reports as applied is exactly what was sent.
