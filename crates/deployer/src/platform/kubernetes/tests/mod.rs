@@ -46,7 +46,9 @@ use crate::error::Restore;
 use crate::ledger::{Action, Outcome};
 use crate::ops::{release, rollback};
 
+mod isolation;
 mod lock;
+mod stops;
 
 /// The namespace of the qa overlay (each environment has its own: `infra-challenge-<env>`).
 const NS: &str = "infra-challenge-qa";
