@@ -23,6 +23,7 @@ Exit codes:
      nothing was changed. --wait-for-lock DURATION queues behind it instead
   7  interrupted by SIGINT or SIGTERM: the operation stopped waiting, recorded what it had applied and
      released the lock; the message says what state it leaves (a second signal exits at once: 130/143)
+  8  diff: the release would change something (0: nothing would change)
 
 Without a subcommand, on a terminal, the deployer asks: platform, environment, version (the running
 one is the default), shows a summary, deploys, and prints the equivalent command for next time.";
@@ -110,6 +111,8 @@ pub enum Command {
     Down(DownArgs),
     /// Print the fully resolved configuration that would be applied (secrets redacted).
     Render(RenderArgs),
+    /// Show what deploying a version would change against what runs (exit 8 when something would).
+    Diff(DiffArgs),
     /// Check the prerequisites and say how to fix each missing one.
     Doctor(TargetArg),
     /// Break the environment's lock when its holder is known dead (Kubernetes: a Lease that has not
@@ -230,6 +233,15 @@ pub struct DownArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DiffArgs {
+    #[arg(long, value_enum, default_value = "compose")]
+    pub target: TargetKind,
+    /// The version whose deploy is compared with what runs.
+    #[arg(long)]
+    pub version: String,
 }
 
 #[derive(Args, Debug, Clone)]

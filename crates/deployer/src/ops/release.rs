@@ -323,6 +323,8 @@ struct Checked {
 fn check(target: &dyn Target, env: &Environment, release: &Release) -> Result<Checked> {
     target.preflight(env)?;
     let artifact = target.artifact(env, release)?;
+    // Whatever the platform would refuse is refused here, before the first change.
+    target.verify(env, release)?;
     let live = target.live(env)?;
     let records = target.history(env)?;
     // What serves now: the live app (if any), else nothing.

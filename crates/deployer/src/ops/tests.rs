@@ -211,6 +211,13 @@ impl Target for Scripted {
     fn down(&self, _env: &Environment, _purge_data: bool) -> crate::error::Result<()> {
         Ok(())
     }
+    fn diff(
+        &self,
+        _env: &Environment,
+        _release: &Release,
+    ) -> crate::error::Result<crate::platform::Changes> {
+        Ok(crate::platform::Changes::default())
+    }
     fn try_lock(&self, _env: &Environment, _request: &LockInfo) -> crate::error::Result<Locking> {
         match self.held_for.get() {
             0 => Ok(Locking::Taken(Box::new(NoGuard))),

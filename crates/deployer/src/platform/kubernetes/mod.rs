@@ -1302,6 +1302,10 @@ impl Target for KubernetesTarget {
         })
     }
 
+    fn diff(&self, _env: &Environment, _release: &Release) -> Result<crate::platform::Changes> {
+        Err(Error::usage("diff on Kubernetes is being written"))
+    }
+
     fn try_lock(&self, _env: &Environment, _request: &LockInfo) -> Result<Locking> {
         Err(Error::Other(
             "the Kubernetes lock (a Lease) is not written yet".into(),
