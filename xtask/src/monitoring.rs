@@ -135,7 +135,9 @@ fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Renders the dev overlay with the component added, as an overlay that opts in would, and checks
-/// that the ServiceMonitor selects the service's Service by its labels and port name.
+/// that the ServiceMonitor selects the service's Service by its labels and port name, in its
+/// namespace. The component's files name no namespace: the overlay that adds it sets one, which the
+/// `namespace:` here stands for (the dev overlay's own, deploy/kubernetes/overlays/dev).
 fn render_component(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     util::require_program(
         "kubectl",
@@ -145,6 +147,7 @@ fn render_component(sh: &Shell, root: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let kustomization = "apiVersion: kustomize.config.k8s.io/v1beta1\n\
          kind: Kustomization\n\
+         namespace: infra-challenge-dev\n\
          resources:\n  - ../../../deploy/kubernetes/overlays/dev\n\
          components:\n  - ../../../deploy/kubernetes/components/monitoring\n";
     fs::write(dir.join("kustomization.yaml"), kustomization)

@@ -21,6 +21,9 @@ pub mod exit {
     /// Stopped by SIGINT or SIGTERM: the operation stopped waiting, recorded what it had applied and
     /// released the lock. (A second signal exits at once with the shell's 130 or 143.)
     pub const INTERRUPTED: u8 = 7;
+    /// `diff`: the release would change something (0: nothing would change), as `diff(1)` and
+    /// `kubectl diff` tell a difference apart from an error.
+    pub const CHANGES: u8 = 8;
 }
 
 /// What happened to the previous release after a release failed.
@@ -67,6 +70,9 @@ pub enum Error {
     /// The operation was stopped by a signal; the message says what state it leaves.
     #[error("{0}")]
     Interrupted(String),
+    /// `diff` found changes (not a failure: the exit code tells a pipeline so).
+    #[error("{0}")]
+    Changes(String),
     /// An external command failed in a way we did not foresee.
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },
@@ -108,6 +114,7 @@ impl Error {
             Error::DeployFailed { .. } => exit::DEPLOY_FAILED,
             Error::Locked(_) => exit::LOCKED,
             Error::Interrupted(_) => exit::INTERRUPTED,
+            Error::Changes(_) => exit::CHANGES,
             Error::Command { .. } | Error::Io { .. } | Error::Other(_) => exit::FAILURE,
         }
     }
@@ -124,6 +131,7 @@ impl Error {
             Error::DeployFailed { .. } => "deploy_failed",
             Error::Locked(_) => "locked",
             Error::Interrupted(_) => "interrupted",
+            Error::Changes(_) => "changes",
             Error::Command { .. } => "command",
             Error::Io { .. } => "io",
             Error::Other(_) => "other",
@@ -163,6 +171,7 @@ mod tests {
             Error::Other("x".into()).exit_code(),
             Error::Locked("x".into()).exit_code(),
             Error::Interrupted("x".into()).exit_code(),
+            Error::Changes("x".into()).exit_code(),
         ];
         let mut unique = codes.to_vec();
         unique.sort_unstable();

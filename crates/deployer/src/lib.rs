@@ -52,6 +52,8 @@ fn dispatch(ctx: &Context, command: Option<Command>) -> error::Result<()> {
         Some(Command::Logs(args)) => commands::down::logs(ctx, args),
         Some(Command::Down(args)) => commands::down::down(ctx, args),
         Some(Command::Render(args)) => commands::render::render(ctx, args),
+        Some(Command::Diff(args)) => commands::diff::diff(ctx, args),
         Some(Command::Doctor(args)) => commands::render::doctor(ctx, args),
+        Some(Command::Unlock(args)) => commands::down::unlock(ctx, args),
     }
 }

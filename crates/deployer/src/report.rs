@@ -163,6 +163,17 @@ impl Reporter {
         }
     }
 
+    /// What a deploy is about to change: an event of its own in JSON, the sentence on a terminal.
+    pub fn changes(&self, changes: &crate::platform::Changes, human: &str) {
+        match self.format {
+            OutputFormat::Json => self.emit(
+                "diff",
+                json!({ "changes": changes.changes, "unchanged": changes.unchanged }),
+            ),
+            OutputFormat::Text => eprintln!("{}", printable(human)),
+        }
+    }
+
     /// The data a command was asked for: `human` on a terminal, `data` as a `result` event in JSON.
     pub fn result(&self, data: Value, human: impl FnOnce() -> String) {
         match self.format {
@@ -180,6 +191,10 @@ impl Reporter {
     }
 
     pub fn error(&self, error: &Error) {
+        if let Error::Changes(_) = error {
+            // Not a failure: the result already said what would change; the exit code tells.
+            return;
+        }
         match self.format {
             OutputFormat::Json => {
                 let mut fields = json!({ "kind": error.kind(), "exit_code": error.exit_code(), "message": error.to_string() });

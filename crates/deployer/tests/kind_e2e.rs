@@ -19,8 +19,8 @@
 //!   e.g. `e2e-1` and `e2e-2`, each built with `--build-arg VERSION=<that tag>` (the test checks
 //!   that the service's `/version` reports the version deployed);
 //! - `KIND_E2E_CONTEXT` (optional): the kubeconfig context to use [default: the current one]. It
-//!   must be a kind context (`kind-<cluster>`): the suite deletes the `infra-challenge` namespace's
-//!   workloads and data at the end, which must never happen to a real cluster by mistake.
+//!   must be a kind context (`kind-<cluster>`): the suite deletes the `infra-challenge-dev`
+//!   namespace's workloads and data at the end, which must never happen to a real cluster by mistake.
 //!
 //! Why a registry and not `kind load docker-image`: a real cluster pulls a REGISTRY/NAME image,
 //! which the deployer sets to `imagePullPolicy: Always`, and the suite means to prove that path (a
@@ -39,8 +39,8 @@
 //!
 //! CI runs it the same way: `.github/workflows/kind-e2e.yml`.
 //!
-//! When a step fails, the cluster is left as it is for inspection (`kubectl -n infra-challenge get
-//! all,events`, `deployer logs --target kubernetes`); clean up with `deployer down --target
+//! When a step fails, the cluster is left as it is for inspection (`kubectl -n infra-challenge-dev
+//! get all,events`, `deployer logs --target kubernetes`); clean up with `deployer down --target
 //! kubernetes --env dev --purge-data --yes` or `kind delete cluster`. The next run starts from
 //! whatever is there: it reads only the release records it created itself (by revision number).
 
@@ -56,8 +56,8 @@ use common::{Run, project_dir, run};
 
 /// The environment walked through: its overlay is `deploy/kubernetes/overlays/dev`.
 const ENV: &str = "dev";
-/// The namespace the overlays deploy to.
-const NAMESPACE: &str = "infra-challenge";
+/// The namespace of [`ENV`]: its overlay's own, `infra-challenge-<env>` (each environment has one).
+const NAMESPACE: &str = "infra-challenge-dev";
 /// How long each deploy, rollback and restore may take: a kind node pulls MySQL the first time,
 /// and the database initialises its volume.
 const TIMEOUT: &str = "5m";

@@ -52,9 +52,15 @@ fn repository_in(registry: &str) -> String {
     format!("{}/infra-challenge", registry.trim().trim_end_matches('/'))
 }
 
+/// How long a pipeline's deploy queues behind another operation on the same environment (a person's
+/// deploy, another pipeline's) before it gives up with the deployer's exit code 6.
+const WAIT_FOR_LOCK: &str = "15m";
+
 /// The deployer's arguments for a deploy of `version` to `env`.
 fn deploy_args(env: Env, version: &str) -> Vec<String> {
     [
+        "--wait-for-lock",
+        WAIT_FOR_LOCK,
         "deploy",
         "--target",
         env.target(),
@@ -196,8 +202,24 @@ fn get(url: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-/// The namespace of the Kubernetes overlays (deploy/kubernetes/base/kustomization.yaml).
-const NAMESPACE: &str = "infra-challenge";
+/// The namespace an environment's overlay renders into: its kustomization's `namespace:`
+/// (`infra-challenge-<env>`; deploy/kubernetes/overlays/<env>/kustomization.yaml), read from the
+/// file so that an override there is followed, as the deployer follows it.
+fn overlay_namespace(root: &Path, env: Env) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let file = root
+        .join("deploy/kubernetes/overlays")
+        .join(env.name())
+        .join("kustomization.yaml");
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let kustomization: Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{} does not parse", file.display()))?;
+    kustomization["namespace"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("{} sets no `namespace:`", file.display()))
+}
 
 /// `kubectl port-forward service/challenge` on a free local port, stopped when dropped.
 struct PortForward {
@@ -206,9 +228,9 @@ struct PortForward {
 }
 
 impl PortForward {
-    /// Starts the forward (with `--context $DEPLOYER_KUBE_CONTEXT` when set) and waits up to 20 s
-    /// for kubectl to say which local port it listens on.
-    fn start() -> Result<PortForward, String> {
+    /// Starts the forward into `namespace` (with `--context $DEPLOYER_KUBE_CONTEXT` when set) and
+    /// waits up to 20 s for kubectl to say which local port it listens on.
+    fn start(namespace: &str) -> Result<PortForward, String> {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut cmd = Command::new("kubectl");
@@ -218,7 +240,7 @@ impl PortForward {
         let mut child = cmd
             .args([
                 "--namespace",
-                NAMESPACE,
+                namespace,
                 "port-forward",
                 "service/challenge",
                 ":http",
@@ -244,7 +266,7 @@ impl PortForward {
                 let _ = child.kill();
                 let output = child.wait_with_output().map_err(|e| e.to_string())?;
                 Err(format!(
-                    "kubectl port-forward to service/challenge in {NAMESPACE} did not start: {}",
+                    "kubectl port-forward to service/challenge in {namespace} did not start: {}",
                     String::from_utf8_lossy(&output.stderr).trim()
                 ))
             }
@@ -280,7 +302,10 @@ pub fn smoke(sh: &Shell, reports: &Path, env: Env, version: &str) -> anyhow::Res
     if env.target() == "kubernetes" {
         // A cluster's Service is not reachable from the agent: the checks go through a
         // `kubectl port-forward` to it, in the namespace and context the deployer used.
-        match PortForward::start() {
+        let forward = overlay_namespace(&crate::util::project_root(), env)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|namespace| PortForward::start(&namespace));
+        match forward {
             Ok(forward) => checks.extend(http_checks(&forward.url(), version, get)),
             Err(why) => checks.push(Check::new("kubectl port-forward", false, why)),
         }
@@ -335,11 +360,11 @@ mod tests {
     fn dev_deploys_to_compose_and_qa_to_kubernetes() {
         assert_eq!(
             deploy_args(Env::Dev, "0.1.0-abc1234").join(" "),
-            "deploy --target compose --env dev --version 0.1.0-abc1234 --yes"
+            "--wait-for-lock 15m deploy --target compose --env dev --version 0.1.0-abc1234 --yes"
         );
         assert_eq!(
             deploy_args(Env::Prod, "1.0.0").join(" "),
-            "deploy --target kubernetes --env prod --version 1.0.0 --yes"
+            "--wait-for-lock 15m deploy --target kubernetes --env prod --version 1.0.0 --yes"
         );
     }
 
@@ -359,6 +384,20 @@ mod tests {
             repository_in("registry.example.com/team/"),
             "registry.example.com/team/infra-challenge"
         );
+    }
+
+    #[test]
+    fn smoke_forwards_into_the_environments_own_namespace() {
+        let root = crate::util::project_root();
+        for (env, namespace) in [
+            (Env::Qa, "infra-challenge-qa"),
+            (Env::Prod, "infra-challenge-prod"),
+        ] {
+            assert_eq!(
+                overlay_namespace(&root, env).expect("the overlay names its namespace"),
+                namespace
+            );
+        }
     }
 
     #[test]

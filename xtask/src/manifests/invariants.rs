@@ -1,7 +1,7 @@
 //! Invariants of the manifests that schema validation and scanners do not check: how the objects
-//! refer to each other (selectors, ports, the HPA's target), where they live, and how images are
-//! named. ConfigMap and Secret references are checked in `references`, the service-specific
-//! rules in `service_rules`.
+//! refer to each other (selectors, ports, the HPA's target) and how images are named. Where they
+//! live is checked in `namespaces`, ConfigMap and Secret references in `references`, the
+//! service-specific rules in `service_rules`.
 //!
 //! Each rule appends human-readable violations (`Kind/name: what is wrong`) to a list; an empty
 //! list means the set of objects holds together.
@@ -13,29 +13,17 @@ use super::model::{
     workloads,
 };
 
-/// The namespace every namespaced object must sit in (docs/ARCHITECTURE.md, "Names").
-pub const NAMESPACE: &str = "infra-challenge";
+/// The product: the `app.kubernetes.io/part-of` label of every object, and the prefix of every
+/// environment's namespace (docs/ARCHITECTURE.md, "Names").
+pub const PRODUCT: &str = "infra-challenge";
 /// At most this many scanner findings may be skipped in the whole tree, each with a reason.
 pub const MAX_SCANNER_SKIPS: usize = 3;
 
-/// Kinds that have no namespace.
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "PersistentVolume",
-    "StorageClass",
-    "CustomResourceDefinition",
-    "PriorityClass",
-    "IngressClass",
-    "ValidatingWebhookConfiguration",
-    "MutatingWebhookConfiguration",
-];
-
-/// Runs every rule over one set of objects (a rendered overlay plus the Secret examples).
-pub fn check(objects: &[Value]) -> Vec<String> {
+/// Runs every rule over one set of objects (a rendered overlay plus the Secret examples), which
+/// must all sit in `namespace` (see `namespaces`).
+pub fn check(objects: &[Value], namespace: &str) -> Vec<String> {
     let mut violations = Vec::new();
-    namespaces(objects, &mut violations);
+    super::namespaces::check(objects, namespace, &mut violations);
     recommended_labels(objects, &mut violations);
     workload_selectors(objects, &mut violations);
     services(objects, &mut violations);
@@ -50,27 +38,6 @@ pub fn check(objects: &[Value]) -> Vec<String> {
     violations
 }
 
-/// Every namespaced object sits in `infra-challenge`, and a Namespace object is that one.
-pub fn namespaces(objects: &[Value], out: &mut Vec<String>) {
-    for object in objects.iter().map(Object) {
-        if object.kind() == "Namespace" {
-            if object.name() != NAMESPACE {
-                out.push(format!(
-                    "{}: only the `{NAMESPACE}` namespace belongs here",
-                    object.id()
-                ));
-            }
-        } else if !CLUSTER_SCOPED.contains(&object.kind()) && object.namespace() != Some(NAMESPACE)
-        {
-            out.push(format!(
-                "{}: namespace is {:?}, expected `{NAMESPACE}`",
-                object.id(),
-                object.namespace().unwrap_or("(none)")
-            ));
-        }
-    }
-}
-
 /// `app.kubernetes.io/name` and `part-of` on every object and every pod template.
 pub fn recommended_labels(objects: &[Value], out: &mut Vec<String>) {
     for object in objects.iter().map(Object) {
@@ -81,9 +48,9 @@ pub fn recommended_labels(objects: &[Value], out: &mut Vec<String>) {
                 object.id()
             ));
         }
-        if labels.get("app.kubernetes.io/part-of") != Some(&NAMESPACE) {
+        if labels.get("app.kubernetes.io/part-of") != Some(&PRODUCT) {
             out.push(format!(
-                "{}: label `app.kubernetes.io/part-of` is not `{NAMESPACE}`",
+                "{}: label `app.kubernetes.io/part-of` is not `{PRODUCT}`",
                 object.id()
             ));
         }

@@ -11,9 +11,13 @@
 //! What the deployer itself applies goes through the same checks: `deployer render --target
 //! kubernetes --env prod` (the prod overlay at a release version, with the deployer's ApplySet
 //! labels and parent) is one more rendering.
+//!
+//! Each environment has a namespace of its own, `infra-challenge-<env>` (`namespaces`): each
+//! rendering is checked against its environment's, and the overlays against each other.
 
 mod invariants;
 pub mod model;
+mod namespaces;
 mod pod_security;
 mod references;
 mod scanners;
@@ -25,6 +29,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde_json::Value;
 use xshell::{Shell, cmd};
 
 use crate::{pytools, util};
@@ -44,6 +49,10 @@ struct Rendering {
     /// `base`, `overlays/dev`, ...
     name: String,
     file: PathBuf,
+    /// The environment of an overlay (its directory's name); None for the base and the deployer's.
+    overlay_env: Option<String>,
+    /// Where every namespaced object of the rendering must be.
+    namespace: String,
 }
 
 pub fn check(sh: &Shell) -> anyhow::Result<()> {
@@ -89,12 +98,20 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
         )?);
     }
     let mut failures = Vec::new();
+    let mut overlays = Vec::new();
     for rendering in &renderings {
         let text = fs::read_to_string(&rendering.file)
             .with_context(|| format!("reading {}", rendering.file.display()))?;
         let mut objects = model::parse_documents(&text, &rendering.name)?;
-        objects.extend(example_objects.iter().cloned());
-        let violations = invariants::check(&objects);
+        if let Some(env) = &rendering.overlay_env {
+            overlays.push((env.clone(), objects.clone()));
+        }
+        // The examples stand in for the real Secrets, which each environment has in its namespace.
+        objects.extend(example_objects.iter().cloned().map(|mut example| {
+            example["metadata"]["namespace"] = Value::from(rendering.namespace.as_str());
+            example
+        }));
+        let violations = invariants::check(&objects, &rendering.namespace);
         eprintln!(
             "{}: {} objects, {} violations",
             rendering.name,
@@ -107,6 +124,21 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
                 .map(|v| format!("{}: {v}", rendering.name)),
         );
     }
+    let overlays: Vec<(&str, &[Value])> = overlays
+        .iter()
+        .map(|(env, objects)| (env.as_str(), objects.as_slice()))
+        .collect();
+    let across = namespaces::check_environments(&overlays);
+    eprintln!(
+        "overlays {}: one namespace each, {} violations",
+        overlays
+            .iter()
+            .map(|(env, _)| *env)
+            .collect::<Vec<_>>()
+            .join(", "),
+        across.len()
+    );
+    failures.extend(across);
     anyhow::ensure!(
         failures.is_empty(),
         "the manifests break {} invariant(s):\n  {}",
@@ -139,6 +171,12 @@ fn render_all(sh: &Shell, root: &Path, kubernetes: &Path) -> anyhow::Result<Vec<
             .unwrap_or(&dir)
             .display()
             .to_string();
+        let overlay_env = name
+            .strip_prefix("overlays/")
+            .map(std::string::ToString::to_string);
+        let namespace = overlay_env
+            .as_deref()
+            .map_or_else(namespaces::of_base, namespaces::of_environment);
         let output = cmd!(sh, "kubectl kustomize {dir}")
             .quiet()
             .ignore_status()
@@ -162,7 +200,12 @@ fn render_all(sh: &Shell, root: &Path, kubernetes: &Path) -> anyhow::Result<Vec<
             "{name}: rendered to {}",
             file.strip_prefix(root).unwrap_or(&file).display()
         );
-        renderings.push(Rendering { name, file });
+        renderings.push(Rendering {
+            name,
+            file,
+            overlay_env,
+            namespace,
+        });
     }
     renderings.push(render_deployer(sh, root, &out_dir)?);
     Ok(renderings)
@@ -191,7 +234,12 @@ fn render_deployer(sh: &Shell, root: &Path, out_dir: &Path) -> anyhow::Result<Re
         "{name}: rendered to {}",
         file.strip_prefix(root).unwrap_or(&file).display()
     );
-    Ok(Rendering { name, file })
+    Ok(Rendering {
+        name,
+        file,
+        overlay_env: None,
+        namespace: namespaces::of_environment("prod"),
+    })
 }
 
 /// Every `secret.example.yaml` under the base, sorted.

@@ -197,8 +197,29 @@ pub fn service_monitor_selects_service(rendered: &str) -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(!ports.is_empty(), "the ServiceMonitor has no endpoint port");
+    // Without a namespaceSelector a ServiceMonitor looks for Services in its own namespace only, and
+    // the rules belong with the environment they alert on: both must sit in the Service's namespace.
+    let service_namespace = namespace(selected[0]);
+    for object in monitors.iter().chain(of_kind("PrometheusRule").iter()) {
+        anyhow::ensure!(
+            service_namespace.is_some() && namespace(object) == service_namespace,
+            "the {} is in namespace {:?}, the Service it goes with in {:?}",
+            object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("object"),
+            namespace(object),
+            service_namespace
+        );
+    }
     eprintln!("the ServiceMonitor selects the Service and scrapes its port {ports:?}");
     Ok(())
+}
+
+fn namespace(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
 }
 
 fn read_yaml(file: &Path) -> anyhow::Result<Value> {
@@ -255,5 +276,36 @@ mod tests {
         });
         let problems = alert_problems(Path::new("/nonexistent"), "X", &rule);
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    /// A Service, and the component's two objects in the namespace `monitors_in`.
+    fn rendering(monitors_in: &str) -> String {
+        format!(
+            "kind: Service\nmetadata:\n  name: challenge\n  namespace: infra-challenge-dev\n  \
+             labels: {{app.kubernetes.io/name: challenge}}\nspec:\n  ports: [{{name: http}}]\n\
+             ---\nkind: ServiceMonitor\nmetadata:\n  name: challenge\n  namespace: {monitors_in}\n\
+             spec:\n  selector: {{matchLabels: {{app.kubernetes.io/name: challenge}}}}\n  \
+             endpoints: [{{port: http}}]\n\
+             ---\nkind: PrometheusRule\nmetadata:\n  name: challenge\n  namespace: {monitors_in}\n"
+        )
+    }
+
+    #[test]
+    fn a_service_monitor_beside_its_service_passes() {
+        let checked = service_monitor_selects_service(&rendering("infra-challenge-dev"));
+        assert!(checked.is_ok(), "{checked:?}");
+    }
+
+    #[test]
+    fn a_service_monitor_in_another_namespace_than_its_service_is_reported() {
+        let error = service_monitor_selects_service(&rendering("infra-challenge"))
+            .expect_err("the ServiceMonitor would find no Service");
+        assert!(
+            error.to_string().contains(
+                "the ServiceMonitor is in namespace Some(\"infra-challenge\"), the Service it goes \
+                 with in Some(\"infra-challenge-dev\")"
+            ),
+            "{error}"
+        );
     }
 }

@@ -20,8 +20,7 @@ apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
   name: challenge
-  # Components get no namespace from the overlay (the base sets it for its own objects only).
-  namespace: infra-challenge
+  # No namespace: the overlay the component is added to puts it in its own, infra-challenge-<env>.
   labels:
     app.kubernetes.io/name: challenge
     app.kubernetes.io/instance: infra-challenge

@@ -7,10 +7,11 @@ use dialoguer::Confirm;
 use dialoguer::theme::ColorfulTheme;
 
 use crate::cli::{DeployArgs, TargetKind};
-use crate::commands::{build, interactive};
+use crate::commands::{build, diff, interactive};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger::Action;
+use crate::ops::lock;
 use crate::ops::release::release;
 use crate::plan::{self, Environment, Release};
 use crate::platform::Target;
@@ -82,13 +83,25 @@ pub fn execute(
     let env = ctx.environment(&choices.env)?;
     let plan = env.release(&plan::parse_version(&choices.version)?);
     if !yes {
+        ctx.reporter
+            .info(&summary(ctx, target.as_ref(), &env, &plan, choices.build));
+    }
+    // What the release would change, before it changes anything (and before "Deploy?").
+    match target.diff(&env, &plan) {
+        Ok(changes) => ctx
+            .reporter
+            .changes(&changes, &diff::text(&env.name, &plan.version, &changes)),
+        Err(e) => ctx.reporter.info(&format!(
+            "what deploying {} would change cannot be shown: {e}",
+            plan.version
+        )),
+    }
+    if !yes {
         if !ctx.terminal {
             return Err(Error::usage(
                 "no terminal to confirm on: pass --yes to deploy without confirmation",
             ));
         }
-        ctx.reporter
-            .info(&summary(ctx, target.as_ref(), &env, &plan, choices.build));
         let go = Confirm::with_theme(&ColorfulTheme::default())
             .with_prompt("Deploy?")
             .default(true)
@@ -102,6 +115,8 @@ pub fn execute(
     if choices.build {
         build::build_image(ctx, &plan.version, allow_dirty, None)?;
     }
+    // From the first change to the last (the automatic rollback included): one operation at a time.
+    let _lock = lock::acquire(ctx, target.as_ref(), &env, "deploy", &plan.version)?;
     release(ctx, target.as_ref(), &env, &plan, Action::Deploy, timeout)
 }
 

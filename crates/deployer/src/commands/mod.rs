@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod deploy;
+pub mod diff;
 pub mod down;
 pub mod interactive;
 pub mod render;

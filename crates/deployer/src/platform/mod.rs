@@ -162,6 +162,46 @@ pub enum Abandoned {
     PreviousKeptServing,
 }
 
+/// What a release would change in one object (Kubernetes) or service (Compose), for `diff`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// `Deployment infra-challenge-qa/challenge`, `service app`.
+    pub object: String,
+    /// `create` (it does not exist yet) or `update`.
+    pub action: ChangeAction,
+    /// The fields that would change (empty for `create`), secret values redacted.
+    pub fields: Vec<FieldChange>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeAction {
+    Create,
+    Update,
+}
+
+/// One field a release would change.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FieldChange {
+    /// `image`, `environment.RUST_LOG`, `spec.template.spec.containers[challenge].image`.
+    pub path: String,
+    /// What runs now (`None`: absent).
+    pub before: Option<String>,
+    /// What the release would set (`None`: removed).
+    pub after: Option<String>,
+    /// Another field manager that owns the field now (Kubernetes), which the apply would conflict
+    /// with unless `--force-conflicts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// What `diff` found: the objects a release would change and those it would leave as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    pub changes: Vec<Change>,
+    pub unchanged: Vec<String>,
+}
+
 /// `logs` options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogOptions {
@@ -220,6 +260,16 @@ pub trait Target {
     /// database image too); returns the artifact's identity for the record (an image id, or the
     /// image reference a cluster pulls).
     fn artifact(&self, env: &Environment, release: &Release) -> Result<String>;
+
+    /// Everything that can be known about `release` before anything changes (the configuration
+    /// renders, the platform would accept every object, the rights are there). A refusal is a
+    /// prerequisite error whose message ends in "nothing was changed".
+    fn verify(&self, _env: &Environment, _release: &Release) -> Result<()> {
+        Ok(())
+    }
+
+    /// What deploying `release` would change against what runs, secret values redacted.
+    fn diff(&self, env: &Environment, release: &Release) -> Result<Changes>;
 
     /// Every prerequisite with its state, for `doctor`.
     fn doctor(&self, env: &Environment) -> Vec<Check>;

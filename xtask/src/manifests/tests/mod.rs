@@ -1,14 +1,16 @@
 //! The invariants hold for the real base manifests, and each one fails when the manifests are
 //! broken in the way it guards against. Pure: no kubectl, no Python tools.
 
+mod namespaces;
 mod pod_security;
 mod service;
 mod wiring;
 
 use serde_json::{Value, json};
 
-use super::invariants::{self, NAMESPACE};
+use super::invariants;
 use super::model::{self, Object};
+use super::namespaces as placement;
 
 /// The base's source files, namespaced the way kustomize's `namespace:` does it, plus the Secret
 /// examples: what the base renders to, without kubectl.
@@ -80,13 +82,26 @@ const BASE_FILES: &[(&str, &str)] = &[
 ];
 
 fn base() -> Vec<Value> {
+    in_namespace(base_sources(), &placement::of_base())
+}
+
+/// The base's objects as they are written, without namespace (the Namespace object aside).
+fn base_sources() -> Vec<Value> {
     let mut objects = Vec::new();
     for (name, text) in BASE_FILES {
-        for mut object in model::parse_documents(text, name).expect("base files parse") {
-            if object["kind"] != "Namespace" {
-                object["metadata"]["namespace"] = json!(NAMESPACE);
-            }
-            objects.push(object);
+        objects.extend(model::parse_documents(text, name).expect("base files parse"));
+    }
+    objects
+}
+
+/// What kustomize's `namespace:` does: every namespaced object moved into `namespace`, and the
+/// Namespace object renamed to it.
+fn in_namespace(mut objects: Vec<Value>, namespace: &str) -> Vec<Value> {
+    for object in &mut objects {
+        if object["kind"] == "Namespace" {
+            object["metadata"]["name"] = json!(namespace);
+        } else {
+            object["metadata"]["namespace"] = json!(namespace);
         }
     }
     objects
@@ -103,7 +118,7 @@ fn object<'a>(objects: &'a mut [Value], kind: &str, name: &str) -> &'a mut Value
 fn violations_after(change: impl FnOnce(&mut Vec<Value>)) -> Vec<String> {
     let mut objects = base();
     change(&mut objects);
-    invariants::check(&objects)
+    invariants::check(&objects, &placement::of_base())
 }
 
 #[track_caller]
@@ -120,7 +135,10 @@ fn app_container(objects: &mut [Value]) -> &mut Value {
 
 #[test]
 fn base_manifests_hold_every_invariant() {
-    assert_eq!(invariants::check(&base()), Vec::<String>::new());
+    assert_eq!(
+        invariants::check(&base(), &placement::of_base()),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{NAMESPACE, app_container, assert_reported, object, violations_after};
+use super::{app_container, assert_reported, object, placement, violations_after};
 
 fn mysql_pod(objects: &mut [Value]) -> &mut Value {
     &mut object(objects, "StatefulSet", "mysql")["spec"]["template"]["spec"]
@@ -11,7 +11,7 @@ fn mysql_pod(objects: &mut [Value]) -> &mut Value {
 #[test]
 fn namespace_not_enforcing_restricted_is_reported() {
     let v = violations_after(|o| {
-        object(o, "Namespace", NAMESPACE)["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] =
+        object(o, "Namespace", &placement::of_base())["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] =
             json!("baseline");
     });
     assert_reported(

@@ -24,8 +24,8 @@ use crate::http::{self, Smoke};
 use crate::ledger::{Ledger, Record};
 use crate::plan::{Environment, Release};
 use crate::platform::{
-    Abandoned, AppState, Applied, Check, Diagnosis, Live, LockInfo, Locking, LogOptions, Stopped,
-    Target, Unit, redact, remaining,
+    Abandoned, AppState, Applied, Changes, Check, Diagnosis, Live, LockInfo, Locking, LogOptions,
+    Stopped, Target, Unit, redact, remaining,
 };
 use crate::process::Cmd;
 use crate::report::Step;
@@ -33,6 +33,7 @@ use crate::secrets::{self, SecretFile};
 
 mod checks;
 mod diagnosis;
+mod diff;
 mod flavour;
 pub mod lock;
 mod rollout;
@@ -454,6 +455,38 @@ impl ComposeTarget {
                 .checked(Duration::from_secs(60))?;
         }
         Ok(())
+    }
+
+    /// The services of the stack (not those of optional profiles) as Compose resolves them for
+    /// `release`: what `up` would run. A configuration that does not resolve is refused before
+    /// anything changes.
+    fn resolved_config(&self, env: &Environment, release: &Release) -> Result<serde_json::Value> {
+        self.check_file()?;
+        let output = self
+            .compose(env, &release.image)?
+            .arg("config")
+            .output(Duration::from_secs(60))?;
+        if !output.success {
+            return Err(Error::prerequisite(
+                format!(
+                    "the Compose configuration of {} does not resolve for {}: {}; nothing was changed",
+                    env.project(),
+                    release.version,
+                    output.explanation().lines().last().unwrap_or("")
+                ),
+                format!(
+                    "check {} and the variables it needs (`deployer render --version {}`)",
+                    self.file.display(),
+                    release.version
+                ),
+            ));
+        }
+        let mut config: serde_json::Value = serde_saphyr::from_str(&output.stdout)
+            .map_err(|e| Error::Other(format!("reading what `compose config` printed: {e}")))?;
+        if let Some(services) = config["services"].as_object_mut() {
+            services.retain(|_, service| service.get("profiles").is_none());
+        }
+        Ok(config)
     }
 
     fn port_check(&self, env: &Environment) -> Check {
@@ -929,6 +962,30 @@ impl Target for ComposeTarget {
         self.down_cmd(env, &self.running_image(env), purge_data)?
             .checked(Duration::from_secs(180))
             .map(|_| ())
+    }
+
+    fn verify(&self, env: &Environment, release: &Release) -> Result<()> {
+        self.resolved_config(env, release).map(|_| ())
+    }
+
+    fn diff(&self, env: &Environment, release: &Release) -> Result<Changes> {
+        let desired = diff::desired(&self.resolved_config(env, release)?);
+        let mut live = std::collections::BTreeMap::new();
+        for service in desired.keys() {
+            for id in self.containers(env, Some(service))? {
+                let text = Cmd::new("docker")
+                    .args(["inspect", &id])
+                    .checked(Duration::from_secs(20))?;
+                let inspected: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| Error::Other(format!("reading `docker inspect {id}`: {e}")))?;
+                // The newest running container is what serves (during a rollout, the new release).
+                if inspected[0]["State"]["Running"] == serde_json::Value::Bool(true) {
+                    live.insert(service.clone(), diff::live(&inspected[0]));
+                    break;
+                }
+            }
+        }
+        Ok(diff::compare(&desired, &live, &self.secret_values(env)))
     }
 
     fn try_lock(&self, env: &Environment, request: &LockInfo) -> Result<Locking> {

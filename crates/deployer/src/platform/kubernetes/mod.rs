@@ -1467,6 +1467,10 @@ impl Target for KubernetesTarget {
         })
     }
 
+    fn diff(&self, _env: &Environment, _release: &Release) -> Result<crate::platform::Changes> {
+        Err(Error::usage("diff on Kubernetes is being written"))
+    }
+
     fn try_lock(&self, env: &Environment, request: &LockInfo) -> Result<Locking> {
         let place = self.lease_place(env)?;
         self.block_on(async {
