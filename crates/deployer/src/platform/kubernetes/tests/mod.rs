@@ -48,6 +48,7 @@ use crate::ops::{release, rollback};
 
 mod isolation;
 mod lock;
+mod procedure;
 mod stops;
 
 /// The namespace of the qa overlay (each environment has its own: `infra-challenge-<env>`).
