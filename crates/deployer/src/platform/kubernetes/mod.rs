@@ -1475,7 +1475,17 @@ impl Target for KubernetesTarget {
         let place = self.lease_place(env)?;
         self.block_on(async {
             // The one change before the lock: a first deploy's namespace, where the Lease lives.
-            self.ensure_namespace(&place.client, env).await?;
+            // Only when it is missing: an existing one may be another environment's, which the
+            // preflight (under the lock) refuses to touch.
+            let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+                Api::all(place.client.clone());
+            let existing = namespaces
+                .get_opt(&place.namespace)
+                .await
+                .map_err(|e| api_error(&format!("reading namespace {}", place.namespace), e))?;
+            if existing.is_none() {
+                self.ensure_namespace(&place.client, env).await?;
+            }
             lease::take(&place, request).await
         })
     }

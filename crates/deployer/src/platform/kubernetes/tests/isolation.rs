@@ -137,7 +137,18 @@ fn deploying_into_a_namespace_holding_another_environments_release_is_refused_be
     // dev's overlay names qa's namespace.
     let misplaced = target_for(&fake, &dev, overlay());
     let mark = fake.mark();
+    // As `deployer deploy` runs it: the lock (the namespace exists: it is not applied), then the
+    // procedure, whose preflight refuses.
+    let lock = crate::ops::lock::acquire(&ctx, &misplaced, &dev, "deploy", "2.0.0").unwrap();
+    let locked = fake.mark();
     let error = deploy_env(&ctx, &misplaced, &dev, "2.0.0").expect_err("refused");
+    let during = writes(&fake.requests_since(locked));
+    drop(lock);
+    assert_eq!(
+        during,
+        Vec::<String>::new(),
+        "the refused deploy wrote nothing"
+    );
     assert!(matches!(error, Error::Usage(_)), "{error:?}");
     assert_eq!(error.exit_code(), 2);
     let message = error.to_string();
@@ -150,7 +161,16 @@ fn deploying_into_a_namespace_holding_another_environments_release_is_refused_be
     ] {
         assert!(message.contains(part), "{part} not in {message}");
     }
-    assert_eq!(writes(&fake.requests_since(mark)), Vec::<String>::new());
+    let lease = format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases");
+    assert_eq!(
+        writes(&fake.requests_since(mark)),
+        [
+            format!("POST {lease}"),
+            format!("DELETE {lease}/{}", lease::LEASE_NAME)
+        ],
+        "the lock taken and released, nothing else written"
+    );
+    let mark = fake.mark();
 
     // `down` of dev there would delete qa's app: refused the same way, before any write.
     let error = misplaced.down(&dev, true).expect_err("refused");
