@@ -499,6 +499,8 @@ struct State {
     hook: Option<Hook>,
     /// Every request from now on gets an error instead of an answer.
     refusing: bool,
+    /// Not answering means never answering (a blackholed server), not an error at once.
+    hang: bool,
     /// What the app's `/version` says, when not its image's tag.
     reported_version: Option<String>,
 }
@@ -526,6 +528,7 @@ impl FakeApiServer {
             conflicts: BTreeMap::new(),
             hook: None,
             refusing: false,
+            hang: false,
             reported_version: None,
         }));
         let shared = Arc::clone(&state);
@@ -542,6 +545,8 @@ impl FakeApiServer {
                 client_tx
                     .send(kube::Client::new(service, "default"))
                     .expect("the test waits for the client");
+                // The requests a hanging fake never answers: kept, so their callers wait.
+                let mut unanswered = Vec::new();
                 // Ends when the last client is dropped.
                 while let Some((request, respond)) = handle.next_request().await {
                     let (parts, body) = request.into_parts();
@@ -554,7 +559,12 @@ impl FakeApiServer {
                     let state = &mut *guard;
                     if state.refusing {
                         state.refuse(&parts);
+                        let hang = state.hang;
                         drop(guard);
+                        if hang {
+                            unanswered.push(respond);
+                            continue;
+                        }
                         respond.send_error(std::io::Error::new(
                             std::io::ErrorKind::ConnectionRefused,
                             "connection refused (the fake API server stopped answering)",
@@ -622,6 +632,12 @@ impl FakeApiServer {
     /// Stops answering at once (every request gets an error, as a refused connection gives).
     fn stop_answering(&self) {
         lock(&self.state).refusing = true;
+    }
+
+    /// Once it stops answering, the fake never answers (as a blackholed server) instead of
+    /// failing at once (as a refused connection).
+    fn hang_when_not_answering(&self) {
+        lock(&self.state).hang = true;
     }
 
     /// Makes the app's `/version` say `version`, whatever its image.

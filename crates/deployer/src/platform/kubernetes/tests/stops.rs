@@ -178,3 +178,34 @@ fn the_app_can_report_another_version_than_its_image_tag() {
     fake.report_version("0.9.9");
     assert_eq!(target.smoke(&env).unwrap().version, "0.9.9");
 }
+
+#[test]
+fn an_api_server_that_hangs_mid_rollout_is_unreachable_within_30_s() {
+    let fake = FakeApiServer::start();
+    let (ctx, _state) = context();
+    let env = environment();
+    let (target, release) = apply_stuck_release(&fake, &ctx);
+    fake.hang_when_not_answering();
+    fake.after_request(on_deployment_read(2, || true));
+    let started = Instant::now();
+    let mut step = ctx.reporter.step("waiting");
+    let diagnosis = target
+        .wait_healthy(&env, &release, Instant::now() + TIMEOUT, &mut step)
+        .expect_err("the API server is gone");
+    step.failed("");
+    let elapsed = started.elapsed();
+    // Three polls of at most 5 s each, a second apart.
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(15),
+        "each poll waited 5 s: {elapsed:?}"
+    );
+    assert_eq!(diagnosis.stopped, Stopped::Unreachable, "{diagnosis:?}");
+    assert!(
+        diagnosis
+            .cause
+            .contains("stopped answering during the rollout of 2.0.0 (no answer within 5 s)"),
+        "{}",
+        diagnosis.cause
+    );
+}
