@@ -10,6 +10,7 @@
 
 pub mod applyset;
 pub mod cluster;
+pub mod diff;
 pub mod manifests;
 pub mod records;
 pub mod rollout;
