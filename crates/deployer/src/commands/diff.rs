@@ -45,6 +45,9 @@ pub fn text(env: &str, version: &str, changes: &Changes) -> String {
             ChangeAction::Create => {
                 text.push_str(&format!("+ {} (created)\n", one_line(&change.object)));
             }
+            ChangeAction::Delete => {
+                text.push_str(&format!("- {} (deleted)\n", one_line(&change.object)));
+            }
             ChangeAction::Update => {
                 text.push_str(&format!("~ {}\n", one_line(&change.object)));
                 for field in &change.fields {

@@ -35,7 +35,7 @@ pub fn release(
         Ok(checked) => checked,
         Err(e) => {
             step.failed("");
-            return Err(e);
+            return Err(nothing_changed(e));
         }
     };
     step.ok(&format!(
@@ -285,6 +285,22 @@ fn unreachable(ctx: &Context, attempt: &Attempt<'_>, diagnosis: &Diagnosis) -> E
 /// Whether a prerequisite failure is the platform going away in the middle of an operation.
 fn is_unreachable(error: &Error) -> bool {
     matches!(error, Error::Prerequisite { problem, .. } if problem.contains("what runs now is unknown"))
+}
+
+/// A refusal before the first change says so, so nobody goes looking for what it did.
+fn nothing_changed(error: Error) -> Error {
+    match error {
+        Error::Prerequisite { problem, fix } if !problem.ends_with("nothing was changed") => {
+            Error::Prerequisite {
+                problem: format!("{problem}; nothing was changed"),
+                fix,
+            }
+        }
+        Error::Usage(message) if !message.ends_with("nothing was changed") => {
+            Error::Usage(format!("{message}; nothing was changed"))
+        }
+        other => other,
+    }
 }
 
 /// The release to restore after `failed` did not become healthy: what ran before (unless it was

@@ -42,6 +42,8 @@ struct Scripted {
     stop: Stop,
     /// How many more times `try_lock` answers "held" (`u32::MAX`: always).
     held_for: Cell<u32>,
+    /// What `verify` refuses the release for, if anything.
+    refusal: Option<&'static str>,
 }
 
 impl Scripted {
@@ -54,6 +56,7 @@ impl Scripted {
             abandoned: Abandoned::Replaced,
             stop: stop.clone(),
             held_for: Cell::new(0),
+            refusal: None,
         }
     }
 
@@ -127,6 +130,12 @@ impl Target for Scripted {
     }
     fn artifact(&self, _env: &Environment, release: &Release) -> crate::error::Result<String> {
         Ok(format!("sha256:{}", release.version))
+    }
+    fn verify(&self, _env: &Environment, _release: &Release) -> crate::error::Result<()> {
+        match self.refusal {
+            Some(why) => Err(Error::prerequisite(why, "fix it")),
+            None => Ok(()),
+        }
     }
     fn doctor(&self, _env: &Environment) -> Vec<Check> {
         Vec::new()
@@ -420,4 +429,22 @@ fn a_signal_while_waiting_for_the_lock_stops_the_wait() {
         .unwrap();
     assert_eq!(error.exit_code(), exit::INTERRUPTED);
     assert!(error.to_string().contains("nothing was changed"), "{error}");
+}
+
+#[test]
+fn a_release_the_platform_would_refuse_changes_nothing_and_says_so() {
+    let stop = Stop::default();
+    let (ctx, _state) = context(&stop, &[]);
+    let mut target = Scripted::new(&stop, vec![]).running("1");
+    target.refusal = Some("an admission webhook denied Deployment qa/challenge");
+    let error = deploy(&ctx, &target, "2").unwrap_err();
+    assert_eq!(error.exit_code(), exit::PREREQUISITE);
+    assert!(
+        error.to_string().starts_with(
+            "an admission webhook denied Deployment qa/challenge; nothing was changed"
+        ),
+        "{error}"
+    );
+    assert!(target.applied.borrow().is_empty(), "nothing was applied");
+    assert_eq!(target.records.borrow().len(), 1, "no record, no rollback");
 }

@@ -167,7 +167,7 @@ pub enum Abandoned {
 pub struct Change {
     /// `Deployment infra-challenge-qa/challenge`, `service app`.
     pub object: String,
-    /// `create` (it does not exist yet) or `update`.
+    /// `create` (it does not exist yet), `update` or `delete`.
     pub action: ChangeAction,
     /// The fields that would change (empty for `create`), secret values redacted.
     pub fields: Vec<FieldChange>,
@@ -178,6 +178,8 @@ pub struct Change {
 pub enum ChangeAction {
     Create,
     Update,
+    /// Deleted by the release (Kubernetes: pruned, the overlay no longer declares it).
+    Delete,
 }
 
 /// One field a release would change.

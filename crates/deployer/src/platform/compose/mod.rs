@@ -469,7 +469,7 @@ impl ComposeTarget {
         if !output.success {
             return Err(Error::prerequisite(
                 format!(
-                    "the Compose configuration of {} does not resolve for {}: {}; nothing was changed",
+                    "the Compose configuration of {} does not resolve for {}: {}",
                     env.project(),
                     release.version,
                     output.explanation().lines().last().unwrap_or("")

@@ -10,9 +10,13 @@
 
 pub mod applyset;
 pub mod cluster;
+#[allow(dead_code)] // Wired into the target once the Lease lock lands (same file).
+pub mod diff;
 pub mod isolation;
 pub mod lease;
 pub mod manifests;
+#[allow(dead_code)] // Wired into the target once the Lease lock lands (same file).
+mod preview;
 pub mod records;
 pub mod rollout;
 #[cfg(test)]
