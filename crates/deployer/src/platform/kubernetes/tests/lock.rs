@@ -358,3 +358,38 @@ fn a_lease_that_cannot_be_deleted_is_said_to_expire_by_itself() {
         "{warning}"
     );
 }
+
+#[test]
+fn doctor_checks_that_the_lease_may_be_read_created_renewed_and_deleted() {
+    let fake = FakeApiServer::start();
+    let env = environment();
+    let target = fake.target(overlay(), false);
+    let permissions = |target: &KubernetesTarget| {
+        target
+            .doctor(&env)
+            .into_iter()
+            .find(|c| c.name == "permissions")
+            .expect("a permissions check")
+    };
+    let check = permissions(&target);
+    assert!(check.ok, "{check:?}");
+    assert!(check.detail.contains("the lock's Lease"), "{check:?}");
+    let asked: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/selfsubjectaccessreviews"))
+        .map(|r| &r.body["spec"]["resourceAttributes"])
+        .filter(|a| a["resource"] == "leases")
+        .map(|a| format!("{} {} {}", a["verb"], a["group"], a["namespace"]))
+        .collect();
+    assert_eq!(
+        asked,
+        ["get", "create", "update", "delete"]
+            .map(|verb| format!("\"{verb}\" \"coordination.k8s.io\" \"{NS}\"")),
+    );
+
+    fake.deny("update leases");
+    let check = permissions(&fake.target(overlay(), false));
+    assert!(!check.ok, "{check:?}");
+    assert!(check.detail.contains("update leases"), "{check:?}");
+}

@@ -501,6 +501,8 @@ struct State {
     refusing: bool,
     /// Not answering means never answering (a blackholed server), not an error at once.
     hang: bool,
+    /// What access reviews deny (`"update leases"`); everything else is allowed.
+    denied: BTreeSet<String>,
     /// What the app's `/version` says, when not its image's tag.
     reported_version: Option<String>,
 }
@@ -529,6 +531,7 @@ impl FakeApiServer {
             hook: None,
             refusing: false,
             hang: false,
+            denied: BTreeSet::new(),
             reported_version: None,
         }));
         let shared = Arc::clone(&state);
@@ -638,6 +641,11 @@ impl FakeApiServer {
     /// failing at once (as a refused connection).
     fn hang_when_not_answering(&self) {
         lock(&self.state).hang = true;
+    }
+
+    /// Makes access reviews deny `verb_resource` (`"update leases"`).
+    fn deny(&self, verb_resource: &str) {
+        lock(&self.state).denied.insert(verb_resource.to_string());
     }
 
     /// Makes the app's `/version` say `version`, whatever its image.
@@ -1026,6 +1034,9 @@ impl State {
     }
 
     fn create(&mut self, collection: &str, namespace: Option<&str>, body: Value) -> Response<Body> {
+        if plural(collection) == "selfsubjectaccessreviews" {
+            return self.review(body);
+        }
         if let Some(missing) = self.namespace_missing(namespace) {
             return missing;
         }
@@ -1046,6 +1057,18 @@ impl State {
         }
         let stored = self.store.put(&path, body);
         respond(201, &stored)
+    }
+
+    /// A SelfSubjectAccessReview answered: allowed unless [`FakeApiServer::deny`] said otherwise.
+    fn review(&self, mut body: Value) -> Response<Body> {
+        let attributes = &body["spec"]["resourceAttributes"];
+        let asked = format!(
+            "{} {}",
+            attributes["verb"].as_str().unwrap_or_default(),
+            attributes["resource"].as_str().unwrap_or_default()
+        );
+        body["status"] = json!({"allowed": !self.denied.contains(&asked)});
+        respond(201, &body)
     }
 
     /// Replace (PUT): the object must exist, and a resourceVersion in the body must be the
