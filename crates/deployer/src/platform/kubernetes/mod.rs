@@ -30,9 +30,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
@@ -1003,66 +1000,15 @@ impl Target for KubernetesTarget {
             }
         }));
         let objects = self.overlay(env).unwrap_or_default();
-        let mut kinds: Vec<(String, String)> =
-            applyset::group_kinds_of(&objects).into_iter().collect();
-        kinds.push((String::new(), "Secret".into()));
-        kinds.sort();
-        kinds.dedup();
-        // What a deploy does to each kind the overlay applies; the lock is a Lease it gets,
-        // creates, renews (update) and deletes.
-        const APPLIED: &[&str] = &["get", "list", "create", "patch", "delete"];
-        const LEASE: &[&str] = &["get", "create", "update", "delete"];
-        let mut wanted: Vec<(String, String, bool, &[&str])> = kinds
-            .iter()
-            .map(|(group, kind)| {
-                let resource = resource_of(group, kind);
-                (
-                    group.clone(),
-                    resource.plural,
-                    manifests::is_namespaced(kind),
-                    APPLIED,
-                )
-            })
-            .collect();
-        wanted.push(("coordination.k8s.io".into(), "leases".into(), true, LEASE));
-        let denied = self.block_on(async {
-            let mut denied = Vec::new();
-            for (group, plural, namespaced, verbs) in &wanted {
-                for verb in verbs.iter() {
-                    let review = SelfSubjectAccessReview {
-                        spec: SelfSubjectAccessReviewSpec {
-                            resource_attributes: Some(ResourceAttributes {
-                                group: Some(group.clone()),
-                                resource: Some(plural.clone()),
-                                verb: Some(verb.to_string()),
-                                namespace: namespaced.then(|| namespace.clone()),
-                                ..ResourceAttributes::default()
-                            }),
-                            ..SelfSubjectAccessReviewSpec::default()
-                        },
-                        ..SelfSubjectAccessReview::default()
-                    };
-                    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-                    let allowed = api
-                        .create(&PostParams::default(), &review)
-                        .await
-                        .ok()
-                        .and_then(|r| r.status)
-                        .is_some_and(|s| s.allowed);
-                    if !allowed {
-                        denied.push(format!("{verb} {plural}"));
-                    }
-                }
-            }
-            denied
-        });
+        let rights = preview::rights(&objects);
+        let kinds = rights.len() - 1;
+        let denied = self.block_on(preview::denied_verbs(&client, &namespace, &rights));
         checks.push(if denied.is_empty() {
             Check::pass(
                 "permissions",
                 format!(
-                    "may get, list, create, patch and delete the {} kinds the overlay applies, and \
-                     get, create, update and delete the lock's Lease",
-                    kinds.len()
+                    "may get, list, create, patch and delete the {kinds} kinds the overlay applies, and \
+                     get, create, update and delete the lock's Lease"
                 ),
             )
         } else {
@@ -1471,8 +1417,12 @@ impl Target for KubernetesTarget {
         })
     }
 
-    fn diff(&self, _env: &Environment, _release: &Release) -> Result<crate::platform::Changes> {
-        Err(Error::usage("diff on Kubernetes is being written"))
+    fn verify(&self, env: &Environment, release: &Release) -> Result<()> {
+        self.verify_release(env, release)
+    }
+
+    fn diff(&self, env: &Environment, release: &Release) -> Result<crate::platform::Changes> {
+        self.diff_release(env, release)
     }
 
     fn try_lock(&self, env: &Environment, request: &LockInfo) -> Result<Locking> {

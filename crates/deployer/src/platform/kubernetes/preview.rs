@@ -21,36 +21,55 @@ use super::manifests::{self, ObjectKey};
 use super::{FIELD_MANAGER, KubernetesTarget, applyset, diff, kind_of, resource_of};
 
 /// The verbs a release uses on every kind it applies: read, apply (create or patch), prune.
-pub const RELEASE_VERBS: [&str; 5] = ["get", "list", "create", "patch", "delete"];
+const APPLIED: &[&str] = &["get", "list", "create", "patch", "delete"];
+/// The verbs of the lock: its Lease is read, created, renewed and deleted.
+const LEASE: &[&str] = &["get", "create", "update", "delete"];
 
-/// The group-kinds whose rights a release needs: what it applies, the Secrets it creates and
-/// keeps its records in, and the Lease that locks the environment.
-pub fn needed_kinds(objects: &[DynamicObject]) -> BTreeSet<(String, String)> {
-    let mut kinds = applyset::group_kinds_of(objects);
-    kinds.insert((String::new(), "Secret".into()));
-    kinds.insert(("coordination.k8s.io".into(), "Lease".into()));
-    kinds
+/// Verbs a release needs on one kind of object.
+pub struct Right {
+    pub group: String,
+    pub plural: String,
+    pub namespaced: bool,
+    pub verbs: &'static [&'static str],
 }
 
-/// The verbs of `kinds` the context may not use in `namespace`, as `verb resource` (`patch
-/// deployments`). A review the API does not answer counts as denied.
-pub async fn denied_verbs(
-    client: &kube::Client,
-    namespace: &str,
-    kinds: &BTreeSet<(String, String)>,
-) -> Vec<String> {
+/// Every right a release needs: the kinds it applies and the Secrets it creates and keeps its
+/// records in (apply verbs), and the Lease that locks the environment (lock verbs, last).
+pub fn rights(objects: &[DynamicObject]) -> Vec<Right> {
+    let mut kinds = applyset::group_kinds_of(objects);
+    kinds.insert((String::new(), "Secret".into()));
+    let mut rights: Vec<Right> = kinds
+        .into_iter()
+        .map(|(group, kind)| Right {
+            plural: resource_of(&group, &kind).plural,
+            namespaced: manifests::is_namespaced(&kind),
+            group,
+            verbs: APPLIED,
+        })
+        .collect();
+    rights.push(Right {
+        group: "coordination.k8s.io".into(),
+        plural: "leases".into(),
+        namespaced: true,
+        verbs: LEASE,
+    });
+    rights
+}
+
+/// The verbs the context may not use in `namespace`, as `verb resource` (`patch deployments`).
+/// A review the API does not answer counts as denied.
+pub async fn denied_verbs(client: &kube::Client, namespace: &str, rights: &[Right]) -> Vec<String> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut denied = Vec::new();
-    for (group, kind) in kinds {
-        let resource = resource_of(group, kind);
-        for verb in RELEASE_VERBS {
+    for right in rights {
+        for verb in right.verbs {
             let review = SelfSubjectAccessReview {
                 spec: SelfSubjectAccessReviewSpec {
                     resource_attributes: Some(ResourceAttributes {
-                        group: Some(group.clone()),
-                        resource: Some(resource.plural.clone()),
+                        group: Some(right.group.clone()),
+                        resource: Some(right.plural.clone()),
                         verb: Some(verb.to_string()),
-                        namespace: manifests::is_namespaced(kind).then(|| namespace.to_string()),
+                        namespace: right.namespaced.then(|| namespace.to_string()),
                         ..ResourceAttributes::default()
                     }),
                     ..SelfSubjectAccessReviewSpec::default()
@@ -64,7 +83,7 @@ pub async fn denied_verbs(
                 .and_then(|r| r.status)
                 .is_some_and(|s| s.allowed);
             if !allowed {
-                denied.push(format!("{verb} {}", resource.plural));
+                denied.push(format!("{verb} {}", right.plural));
             }
         }
     }
@@ -118,7 +137,7 @@ impl KubernetesTarget {
         let namespace = manifests::namespace(&objects).unwrap_or_default();
         let client = self.client()?;
         self.block_on(async {
-            let denied = denied_verbs(&client, &namespace, &needed_kinds(&objects)).await;
+            let denied = denied_verbs(&client, &namespace, &rights(&objects)).await;
             if !denied.is_empty() {
                 return Err(Error::prerequisite(
                     format!(

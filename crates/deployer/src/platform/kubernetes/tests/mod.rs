@@ -399,8 +399,22 @@ struct Recorded {
 }
 
 impl Recorded {
+    /// A request of `method` to `path` that changes something (a dry run is not one).
     fn is(&self, method: &str, path: &str) -> bool {
-        self.method == method && self.path == path
+        self.method == method && self.path == path && !self.is_dry_run()
+    }
+
+    /// A server-side dry run (`dryRun=All`): answered as the write would be, nothing stored.
+    fn is_dry_run(&self) -> bool {
+        self.param("dryRun") == Some("All")
+    }
+
+    /// A request that changes what the server stores: a write that is not a dry run. Access
+    /// reviews are created but never stored.
+    fn writes(&self) -> bool {
+        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+            && !self.is_dry_run()
+            && !self.path.ends_with("/selfsubjectaccessreviews")
     }
 
     fn param(&self, key: &str) -> Option<&str> {
@@ -495,6 +509,8 @@ struct State {
     reads_left: u32,
     /// Paths whose server-side apply conflicts (unless forced), with the API's message.
     conflicts: BTreeMap<String, String>,
+    /// Paths whose apply (dry run or not) the API refuses: code, reason, message.
+    refusals: BTreeMap<String, (u16, String, String)>,
     /// Runs after each answered request; `true` makes the fake stop answering from then on.
     hook: Option<Hook>,
     /// Every request from now on gets an error instead of an answer.
@@ -528,6 +544,7 @@ impl FakeApiServer {
             lag: 0,
             reads_left: 0,
             conflicts: BTreeMap::new(),
+            refusals: BTreeMap::new(),
             hook: None,
             refusing: false,
             hang: false,
@@ -623,6 +640,15 @@ impl FakeApiServer {
         lock(&self.state)
             .conflicts
             .insert(path.to_string(), message.to_string());
+    }
+
+    /// Makes the API refuse every apply of `path` (a dry run too) with `code`, `reason` and
+    /// `message`: a validation error, an admission webhook's or a quota's denial.
+    fn refuse_apply(&self, path: &str, code: u16, reason: &str, message: &str) {
+        lock(&self.state).refusals.insert(
+            path.to_string(),
+            (code, reason.to_string(), message.to_string()),
+        );
     }
 
     /// Runs `hook` after each answered request with the objects, as another client acting right
@@ -972,6 +998,9 @@ impl State {
         if let Err(problem) = check_identity(collection, namespace, Some(name), &body) {
             return status(400, "BadRequest", &problem);
         }
+        if let Some((code, reason, message)) = self.refusals.get(path) {
+            return status(*code, reason, message);
+        }
         if let Some(message) = self.conflicts.get(path).filter(|_| !forced) {
             return respond(
                 409,
@@ -1024,6 +1053,18 @@ impl State {
             }
             None if workload => body["metadata"]["generation"] = json!(1),
             None => {}
+        }
+        if query.iter().any(|(k, v)| k == "dryRun" && v == "All") {
+            // What would be stored, as the API server answers a dry run: nothing is kept.
+            let mut scratch = Store {
+                objects: BTreeMap::new(),
+                counter: self.store.counter,
+            };
+            if let Some(old) = &old {
+                scratch.objects.insert(path.to_string(), old.clone());
+            }
+            let stored = scratch.put(path, body);
+            return respond(if old.is_some() { 200 } else { 201 }, &stored);
         }
         let stored = self.store.put(path, body);
         if workload {
@@ -1884,7 +1925,10 @@ fn deploy(ctx: &Context, target: &KubernetesTarget, version: &str) -> Result<()>
 
 /// The PATCH requests among `requests`.
 fn patches(requests: &[Recorded]) -> Vec<&Recorded> {
-    requests.iter().filter(|r| r.method == "PATCH").collect()
+    requests
+        .iter()
+        .filter(|r| r.method == "PATCH" && !r.is_dry_run())
+        .collect()
 }
 
 fn paths<'a>(requests: impl IntoIterator<Item = &'a Recorded>) -> Vec<&'a str> {
@@ -2138,16 +2182,25 @@ fn an_apply_conflict_names_the_other_manager_and_suggests_force_conflicts() {
     assert!(last.is("PATCH", &apps("deployments/challenge")), "{last:?}");
     assert!(!requests.iter().any(|r| r.method == "DELETE"));
 
-    // As a whole deploy: a failed first release, nothing to restore (exit code 4).
+    // As a whole deploy: refused by the dry run before anything is written (exit code 3), with
+    // no record and no rollback.
+    let mark = fake.mark();
     let error = deploy(&ctx, &fake.target(overlay(), false), "1.0.0").unwrap_err();
     assert!(
-        matches!(&error, Error::DeployFailed { restore: Restore::Nothing, message } if message.contains("kubectl-client-side-apply")),
+        matches!(&error, Error::Prerequisite { problem, .. } if problem.contains("kubectl-client-side-apply")
+            && problem.ends_with("nothing was changed")),
         "{error:?}"
     );
-    assert_eq!(error.exit_code(), 4);
+    assert_eq!(error.exit_code(), 3);
+    assert!(
+        !fake.requests_since(mark).iter().any(Recorded::writes),
+        "a refused release writes nothing"
+    );
     let history = fake.target(overlay(), false).history(&env).unwrap();
-    assert_eq!(history.len(), 1);
-    assert_eq!(history[0].result, Outcome::Failed);
+    assert!(
+        history.is_empty(),
+        "no record of a release that never started"
+    );
 
     // With --force-conflicts the deployer takes the fields over.
     let mark = fake.mark();
@@ -2327,7 +2380,9 @@ fn a_stuck_rollout_fails_fast_and_restores_the_recorded_previous_release() {
         .iter()
         .skip_while(|r| !r.is("PATCH", &apps("deployments/challenge")))
         .skip(1)
-        .filter(|r| r.method == "PATCH" && r.path != core("configmaps/deployer-applyset"))
+        .filter(|r| {
+            r.method == "PATCH" && !r.is_dry_run() && r.path != core("configmaps/deployer-applyset")
+        })
         .map(|r| r.body.clone())
         .collect();
     let expected: Vec<Value> = manifests::parse(&recorded_1)
@@ -2393,7 +2448,9 @@ fn a_rollback_reapplies_exactly_the_recorded_manifests_of_the_previous_release()
     let requests = fake.requests_since(mark);
     let applied: Vec<Value> = requests
         .iter()
-        .filter(|r| r.method == "PATCH" && r.path != core("configmaps/deployer-applyset"))
+        .filter(|r| {
+            r.method == "PATCH" && !r.is_dry_run() && r.path != core("configmaps/deployer-applyset")
+        })
         // ensure_secrets applies the overlay's Namespace first.
         .skip(1)
         .map(|r| r.body.clone())
