@@ -83,6 +83,16 @@ pub struct Args {
     if_offline: bool,
 }
 
+impl Args {
+    /// `--if-offline`, what `cargo xtask setup` runs.
+    pub fn if_offline() -> Self {
+        Self {
+            force: false,
+            if_offline: true,
+        }
+    }
+}
+
 /// The base images the Dockerfile builds from, as named by its `ARG` defaults.
 pub struct BaseImages {
     pub builder: String,
@@ -219,6 +229,25 @@ fn choose(
     Ok(standin.image.to_owned())
 }
 
+/// Of the images the build and the stack need, those not in `present` (the engine's
+/// `repository:tag` names): the Dockerfile's base images, and for each stand-in either it or the
+/// image it stands in for.
+pub fn missing_images(present: &[&str], base: &BaseImages) -> Vec<String> {
+    let here = |image: &str| present.contains(&image);
+    let mut missing: Vec<String> = [&base.builder, &base.runtime]
+        .into_iter()
+        .filter(|image| !here(image))
+        .cloned()
+        .collect();
+    missing.extend(
+        STANDINS
+            .iter()
+            .filter(|s| !here(s.upstream) && !here(s.image))
+            .map(|s| s.upstream.to_owned()),
+    );
+    missing
+}
+
 /// Fails with an explanation when the Docker engine cannot be used.
 pub fn require_docker(sh: &Shell) -> anyhow::Result<()> {
     util::require_program(
@@ -350,12 +379,13 @@ impl Drop for WorkDir {
 }
 
 fn debootstrap(sh: &Shell, root: &Path) -> anyhow::Result<()> {
-    util::require_program("debootstrap", "apt-get install debootstrap")?;
     let uid = cmd!(sh, "id -u").quiet().read()?;
     anyhow::ensure!(
         uid.trim() == "0",
         "building the Debian roots needs root (debootstrap, chroot): run as root"
     );
+    // Installed here when missing (root with apt: apt-get install; else the command to run).
+    crate::setup::ensure_packages(sh, &[&crate::setup::DEBOOTSTRAP])?;
     let mirror =
         std::env::var("AIRGAP_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_owned());
     util::step(&format!("debootstrap {SUITE} minbase from {mirror}"));
@@ -618,6 +648,31 @@ mod tests {
                 .join("Dockerfile");
             assert!(dockerfile.is_file(), "{} is missing", dockerfile.display());
         }
+    }
+
+    #[test]
+    fn an_image_is_missing_when_neither_it_nor_its_standin_is_here() {
+        let base = BaseImages {
+            builder: "rust:1-slim".into(),
+            runtime: "distroless:nonroot".into(),
+        };
+        let all = [
+            "rust:1-slim",
+            "distroless:nonroot",
+            DB_STANDIN,
+            PROXY_UPSTREAM,
+            PROMETHEUS_STANDIN,
+            ALERTMANAGER_UPSTREAM,
+        ];
+        assert!(missing_images(&all, &base).is_empty());
+        assert_eq!(
+            missing_images(&["rust:1-slim", DB_UPSTREAM, PROXY_STANDIN], &base),
+            [
+                "distroless:nonroot",
+                PROMETHEUS_UPSTREAM,
+                ALERTMANAGER_UPSTREAM
+            ]
+        );
     }
 
     #[test]

@@ -44,6 +44,13 @@ pub fn ensure(sh: &Shell) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Whether the virtualenv is there and current, without installing anything (`cargo xtask setup`'s
+/// check; [`ensure`] installs).
+pub fn is_ready(sh: &Shell) -> bool {
+    let root = util::project_root();
+    fs::read(root.join(REQUIREMENTS)).is_ok_and(|wanted| is_current(sh, &root.join(VENV), &wanted))
+}
+
 /// The path of one tool installed in the virtualenv (`hadolint`, `checkov`, `yamllint`,
 /// `kubernetes-validate`, `st` for schemathesis, `python`), installing the tools first if needed.
 pub fn tool(sh: &Shell, name: &str) -> anyhow::Result<PathBuf> {

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use xshell::{Shell, cmd};
 
-use crate::{containers, image_version, manifests, monitoring, testdb, util};
+use crate::{containers, image_version, manifests, monitoring, setup, testdb, util};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,6 +18,10 @@ pub struct Args {
     /// `cargo test`: coverage measured without running the tests twice (what .ci/run does).
     #[arg(long)]
     pub coverage: bool,
+    /// Install and start nothing first: when something the suites need is missing, fail listing all
+    /// of it (`cargo xtask setup` provides it). Also `XTASK_NO_SETUP=1`.
+    #[arg(long, env = "XTASK_NO_SETUP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_setup: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,6 +66,13 @@ pub fn run_with_reports(sh: &Shell, args: &Args, junit: Option<&Path>) -> anyhow
     } else {
         args.only.clone()
     };
+    // What these suites need from the machine, provided first (or only listed with --no-setup).
+    let needs = setup::needs(&suites, args.coverage);
+    if args.no_setup {
+        setup::refuse_if_missing(sh, &needs, "cargo xtask setup")?;
+    } else {
+        setup::provide(sh, &needs)?;
+    }
     for suite in suites {
         match suite {
             Suite::Lint => lint(sh, None)?,
@@ -103,7 +114,7 @@ pub fn lint(sh: &Shell, clippy_report: Option<&Path>) -> anyhow::Result<()> {
     // used only through a macro or a feature) goes to `[package.metadata.cargo-machete] ignored`
     // in that crate's Cargo.toml, with a comment saying why.
     util::step("cargo machete");
-    const MACHETE: &str = "0.9.2";
+    let machete = setup::MACHETE.version;
     anyhow::ensure!(
         cmd!(sh, "cargo machete --version")
             .quiet()
@@ -111,8 +122,8 @@ pub fn lint(sh: &Shell, clippy_report: Option<&Path>) -> anyhow::Result<()> {
             .ignore_stderr()
             .run()
             .is_ok(),
-        "cargo-machete is not installed: `cargo install cargo-machete --locked --version {MACHETE}` \
-         (what .ci/run does)"
+        "cargo-machete is not installed: `cargo xtask setup` installs it (`cargo install cargo-machete \
+         --locked --version {machete}`)"
     );
     // Runs without the CARGO_PKG_* variables `cargo run` set for xtask (see util::shell).
     cmd!(sh, "cargo machete").run()?;

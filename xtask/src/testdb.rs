@@ -1,5 +1,6 @@
-//! Where the integration tests find their MySQL-compatible server: `TEST_DATABASE_URL` when set (CI
-//! starts MariaDB from Debian's packages and sets it), else a throwaway container of the database image.
+//! Where the integration tests find their MySQL-compatible server: `TEST_DATABASE_URL` when set, else
+//! the MariaDB `cargo xtask setup` starts (its `ci` user on 127.0.0.1:3306, [`LOCAL_URL`]) when it
+//! answers, else a throwaway container of the database image.
 //! The tasks that run the service on it (schemathesis, the benchmarks) read that URL as a [`DbServer`]
 //! and create their databases there.
 
@@ -44,13 +45,28 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The server `cargo xtask setup` starts as root: MariaDB from Debian's packages with a `ci` user
+/// allowed to create databases.
+pub const LOCAL_URL: &str = "mysql://ci:ci@127.0.0.1:3306";
+
+/// Whether the `ci` user of [`LOCAL_URL`] logs in (one `mariadb` client call; false without the
+/// client).
+pub fn local_server_answers() -> bool {
+    DbServer::parse(LOCAL_URL).is_ok_and(|server| server.sql("SELECT 1").is_ok())
+}
+
 pub fn provide(sh: &Shell) -> anyhow::Result<TestDatabase> {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => Ok(TestDatabase { url, container: None }),
+        _ if local_server_answers() => Ok(TestDatabase {
+            url: LOCAL_URL.to_owned(),
+            container: None,
+        }),
         _ => throwaway(sh).context(
-            "TEST_DATABASE_URL is not set, and starting a throwaway database container failed; either fix \
-             the error above or point the tests at a MySQL 8 / MariaDB 10.11 server whose user may create \
-             databases, e.g. export TEST_DATABASE_URL=mysql://root:secret@127.0.0.1:3306",
+            "TEST_DATABASE_URL is not set, no server answers as the `ci` user on 127.0.0.1:3306 (`cargo \
+             xtask setup` starts one as root), and starting a throwaway database container failed; either \
+             fix the error above or point the tests at a MySQL 8 / MariaDB 10.11 server whose user may \
+             create databases, e.g. export TEST_DATABASE_URL=mysql://root:secret@127.0.0.1:3306",
         ),
     }
 }
@@ -122,7 +138,13 @@ impl DbServer {
     /// Runs SQL with the mariadb client; the password goes through the environment, not argv.
     pub fn sql(&self, statements: &str) -> anyhow::Result<()> {
         let output = Command::new("mariadb")
-            .args(["--protocol=TCP", "-h", &self.host, "-P"])
+            .args([
+                "--protocol=TCP",
+                "--connect-timeout=5",
+                "-h",
+                &self.host,
+                "-P",
+            ])
             .arg(self.port.to_string())
             .args(["-u", &self.user, "-e", statements])
             .env("MYSQL_PWD", &self.password)

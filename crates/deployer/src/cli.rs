@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::facts::{DEFAULT_DB_IMAGE, DEFAULT_PROXY_IMAGE, PRODUCT};
+use crate::facts::PRODUCT;
 use crate::plan;
 use crate::report::OutputFormat;
 
@@ -61,22 +61,20 @@ pub struct GlobalArgs {
     // Port 0 would let the engine pick a port the deployer could not smoke-test: refused like 70000.
     #[arg(long, env = "DEPLOYER_PORT", global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
-    /// Database image.
-    #[arg(
-        long,
-        env = "DEPLOYER_DB_IMAGE",
-        global = true,
-        default_value = DEFAULT_DB_IMAGE
-    )]
-    pub db_image: String,
-    /// Compose: the reverse proxy image (it owns the published port and switches between releases).
+    /// Database image [default: mysql:8.4; its air-gapped stand-in infra-challenge/mariadb:10.11
+    /// when only the stand-in is in the local engine (Compose)].
+    #[arg(long, env = "DEPLOYER_DB_IMAGE", global = true, value_name = "IMAGE")]
+    pub db_image: Option<String>,
+    /// Compose: the reverse proxy image (it owns the published port and switches between releases)
+    /// [default: haproxy:2.8; its air-gapped stand-in infra-challenge/haproxy:2.6 when only the
+    /// stand-in is in the local engine].
     #[arg(
         long,
         env = "DEPLOYER_PROXY_IMAGE",
         global = true,
-        default_value = DEFAULT_PROXY_IMAGE
+        value_name = "IMAGE"
     )]
-    pub proxy_image: String,
+    pub proxy_image: Option<String>,
     /// App image repository (the version is the tag); for a cluster, the registry it pulls from
     /// (REGISTRY/NAME, e.g. registry.example:5000/team/infra-challenge).
     #[arg(long, env = "DEPLOYER_REPOSITORY", global = true, default_value = PRODUCT)]

@@ -1,13 +1,17 @@
 //! What every command needs, resolved once from the global flags: where state lives, which
 //! environment, which images, how to talk to the user.
 
+use std::cell::{Cell, OnceCell};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{GlobalArgs, TargetKind};
 use crate::error::Result;
-use crate::facts::{COMPOSE_FILE, DEFAULT_DB_IMAGE, DEFAULT_PROXY_IMAGE, PRODUCT};
+use crate::facts::{
+    AIRGAP_DB_IMAGE, AIRGAP_PROXY_IMAGE, COMPOSE_FILE, DEFAULT_DB_IMAGE, DEFAULT_PROXY_IMAGE,
+    PRODUCT,
+};
 use crate::ledger::{self, Ledger};
 use crate::plan::{self, Environment};
 use crate::platform::Target;
@@ -25,6 +29,11 @@ pub struct Context {
     pub project_dir: PathBuf,
     /// Whether a person can be asked: stdin and stderr are terminals and the output is for a person.
     pub terminal: bool,
+    /// Whether the command works on the local engine (it asked for the Compose target): only then
+    /// are the database and proxy images looked for there, and stand-ins used for missing ones.
+    local_engine: Cell<bool>,
+    /// The database and proxy images, chosen once per command (see [`Context::stack_images`]).
+    stack_images: OnceCell<(String, String)>,
 }
 
 /// The environment when none is given.
@@ -49,6 +58,8 @@ impl Context {
             env,
             project_dir,
             terminal,
+            local_engine: Cell::new(false),
+            stack_images: OnceCell::new(),
         })
     }
 
@@ -66,6 +77,9 @@ impl Context {
     }
 
     pub fn target(&self, kind: TargetKind) -> Result<Box<dyn Target>> {
+        if kind == TargetKind::Compose {
+            self.local_engine.set(true);
+        }
         match kind {
             TargetKind::Compose => Ok(Box::new(ComposeTarget::new(
                 &self.project_dir,
@@ -82,15 +96,52 @@ impl Context {
     /// The environment `env`: port from `--port`, else the port of its last release on this
     /// machine (the Compose ledger), else the default.
     pub fn environment(&self, env: &str) -> Result<Environment> {
+        let (db_image, proxy_image) = self.stack_images();
         let releases = self.ledger(env).load()?;
         let last_port = releases.last().map(|r| r.port);
         Ok(Environment {
             name: env.to_string(),
             app_repository: self.global.repository.clone(),
-            db_image: self.global.db_image.clone(),
-            proxy_image: self.global.proxy_image.clone(),
+            db_image: db_image.clone(),
+            proxy_image: proxy_image.clone(),
             port: plan::choose_port(self.global.port, last_port),
             secrets_dir: self.env_dir(env).join("secrets"),
+        })
+    }
+
+    /// The database and proxy images: `--db-image` / `--proxy-image` (or their variables) when
+    /// given, else the defaults; on the local engine (Compose), a default the engine lacks is
+    /// replaced by its air-gapped stand-in when that is here (`cargo xtask airgap-images` seeds them),
+    /// said once in one line. Chosen once per command, so a deploy, the rollback it may do, and what
+    /// `status`, `diff` and `down` later pass to Compose agree as long as the engine holds the same
+    /// images.
+    pub fn stack_images(&self) -> &(String, String) {
+        self.stack_images.get_or_init(|| {
+            let local = self.local_engine.get();
+            let present = |image: &str| {
+                local
+                    .then(|| crate::docker::image_id(image).ok().map(|id| id.is_some()))
+                    .flatten()
+            };
+            let db = plan::stack_image(
+                self.global.db_image.as_deref(),
+                DEFAULT_DB_IMAGE,
+                AIRGAP_DB_IMAGE,
+                &present,
+            );
+            let proxy = plan::stack_image(
+                self.global.proxy_image.as_deref(),
+                DEFAULT_PROXY_IMAGE,
+                AIRGAP_PROXY_IMAGE,
+                &present,
+            );
+            if let Some(note) = plan::standin_note(&[
+                ("database", DEFAULT_DB_IMAGE, &db),
+                ("proxy", DEFAULT_PROXY_IMAGE, &proxy),
+            ]) {
+                self.reporter.info(&note);
+            }
+            (db.image, proxy.image)
         })
     }
 
@@ -131,14 +182,12 @@ impl Context {
         if let Some(context) = &self.global.context {
             flags.push(format!("--context {}", shell_quote(context)));
         }
-        if self.global.db_image != DEFAULT_DB_IMAGE {
-            flags.push(format!("--db-image {}", shell_quote(&self.global.db_image)));
+        // A stand-in chosen by itself is chosen again by the same command: not repeated.
+        if let Some(image) = &self.global.db_image {
+            flags.push(format!("--db-image {}", shell_quote(image)));
         }
-        if self.global.proxy_image != DEFAULT_PROXY_IMAGE {
-            flags.push(format!(
-                "--proxy-image {}",
-                shell_quote(&self.global.proxy_image)
-            ));
+        if let Some(image) = &self.global.proxy_image {
+            flags.push(format!("--proxy-image {}", shell_quote(image)));
         }
         if self.global.repository != PRODUCT {
             flags.push(format!(

@@ -71,6 +71,31 @@ pub fn image_id(image: &str) -> Result<Option<String>> {
     }
 }
 
+/// Why a `docker pull` failed, in a few words: no registry, or the last line Docker said.
+pub fn pull_failure(detail: &str) -> String {
+    let lower = detail.to_lowercase();
+    let offline = [
+        "no such host",
+        "dial tcp",
+        "connection refused",
+        "i/o timeout",
+        "network is unreachable",
+        "temporary failure in name resolution",
+        "tls handshake timeout",
+    ];
+    if offline.iter().any(|sign| lower.contains(sign)) {
+        "no registry answers".to_string()
+    } else {
+        let last = detail
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or("docker pull failed")
+            .trim();
+        format!("it could not be pulled: {last}")
+    }
+}
+
 /// The size of a local image in bytes.
 pub fn image_size(image: &str) -> Result<u64> {
     let text = Cmd::new("docker")

@@ -122,6 +122,53 @@ pub fn version_choices(running: Option<&str>, local: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The image a Compose stack service runs, and whether it is the air-gapped stand-in chosen because
+/// the default image is not in the local engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackImage {
+    pub image: String,
+    pub standin: bool,
+}
+
+/// The image of a stack service (database, proxy): the one the user chose (flag or variable), else
+/// `default`, except that the air-gapped `standin` replaces a `default` the engine lacks when the
+/// engine holds the stand-in (`present`: `Some(here)`, `None` when the engine cannot tell; the
+/// default stays then, and its absence is reported where it is needed).
+pub fn stack_image(
+    chosen: Option<&str>,
+    default: &str,
+    standin: &str,
+    present: &dyn Fn(&str) -> Option<bool>,
+) -> StackImage {
+    if let Some(image) = chosen.filter(|image| !image.trim().is_empty()) {
+        return StackImage {
+            image: image.to_string(),
+            standin: false,
+        };
+    }
+    let standin_instead = present(default) == Some(false) && present(standin) == Some(true);
+    StackImage {
+        image: if standin_instead { standin } else { default }.to_string(),
+        standin: standin_instead,
+    }
+}
+
+/// The one line saying which stand-ins replace which missing default images, if any.
+pub fn standin_note(chosen: &[(&str, &str, &StackImage)]) -> Option<String> {
+    let used: Vec<String> = chosen
+        .iter()
+        .filter(|(_, _, choice)| choice.standin)
+        .map(|(what, default, choice)| format!("{} instead of {default} ({what})", choice.image))
+        .collect();
+    (!used.is_empty()).then(|| {
+        format!(
+            "using the air-gapped stand-in of an image not in the local engine: {} \
+             (--db-image / --proxy-image choose others)",
+            used.join(", ")
+        )
+    })
+}
+
 /// An environment, whatever runs in it: where it lives and what it is made of. `status`, `down`,
 /// `logs` and `doctor` need only this; a deploy adds a [`Release`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,6 +295,76 @@ mod tests {
         );
         assert_eq!(version_choices(None, &local)[0], "2.0.0-rc.1");
         assert_eq!(version_choices(Some("0.1.0"), &[]), ["0.1.0"]);
+    }
+
+    #[test]
+    fn a_missing_default_image_is_replaced_by_its_standin_only_when_the_standin_is_here() {
+        let engine = |here: &'static [&'static str]| move |image: &str| Some(here.contains(&image));
+        let standin = StackImage {
+            image: "infra-challenge/mariadb:10.11".into(),
+            standin: true,
+        };
+        let default = StackImage {
+            image: "mysql:8.4".into(),
+            standin: false,
+        };
+        let choose = |chosen, present: &dyn Fn(&str) -> Option<bool>| {
+            stack_image(
+                chosen,
+                "mysql:8.4",
+                "infra-challenge/mariadb:10.11",
+                present,
+            )
+        };
+        assert_eq!(
+            choose(None, &engine(&["infra-challenge/mariadb:10.11"])),
+            standin
+        );
+        // The default when it is here, when neither is (the error then names it and the fix), and
+        // when the engine cannot tell.
+        assert_eq!(
+            choose(
+                None,
+                &engine(&["mysql:8.4", "infra-challenge/mariadb:10.11"])
+            ),
+            default
+        );
+        assert_eq!(choose(None, &engine(&[])), default);
+        assert_eq!(choose(None, &|_| None), default);
+        // A chosen image is never replaced, even by the stand-in.
+        assert_eq!(
+            choose(
+                Some("mysql:8.4"),
+                &engine(&["infra-challenge/mariadb:10.11"])
+            ),
+            default
+        );
+        assert_eq!(choose(Some("mariadb:11"), &engine(&[])).image, "mariadb:11");
+    }
+
+    #[test]
+    fn the_standin_note_names_each_standin_and_what_it_replaces() {
+        let db = StackImage {
+            image: "infra-challenge/mariadb:10.11".into(),
+            standin: true,
+        };
+        let proxy = StackImage {
+            image: "haproxy:2.8".into(),
+            standin: false,
+        };
+        assert_eq!(
+            standin_note(&[
+                ("database", "mysql:8.4", &db),
+                ("proxy", "haproxy:2.8", &proxy)
+            ])
+            .as_deref(),
+            Some(
+                "using the air-gapped stand-in of an image not in the local engine: \
+                 infra-challenge/mariadb:10.11 instead of mysql:8.4 (database) (--db-image / \
+                 --proxy-image choose others)"
+            )
+        );
+        assert_eq!(standin_note(&[("proxy", "haproxy:2.8", &proxy)]), None);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use crate::{containers, pytools, testdb, util};
 /// LLVM's tools from Debian's `llvm-19` (rustup's llvm-tools component is not needed): 19 reads
 /// the coverage profiles rustc 1.95 writes.
 const LLVM_BIN: &str = "/usr/lib/llvm-19/bin";
-/// The cargo-llvm-cov version .ci/run installs.
-const LLVM_COV_VERSION: &str = "0.9.1";
+/// The cargo-llvm-cov version `cargo xtask setup` installs.
+const LLVM_COV_VERSION: &str = crate::setup::LLVM_COV.version;
 
 /// `cargo xtask test`'s lint suite (clippy's diagnostics kept as JSON for SonarQube), then hadolint
 /// and yamllint over the whole repository.
@@ -51,6 +51,7 @@ pub fn test(sh: &Shell, reports: &Path, args: crate::test::Args) -> anyhow::Resu
                 .filter(|suite| *suite != Suite::Lint)
                 .collect(),
             coverage: false,
+            no_setup: args.no_setup,
         }
     } else {
         args
@@ -76,7 +77,7 @@ pub fn coverage(sh: &Shell, reports: &Path) -> anyhow::Result<String> {
             .run()
             .is_ok(),
         "cargo-llvm-cov is not installed: `cargo install cargo-llvm-cov --locked --version \
-         {LLVM_COV_VERSION}` (what .ci/run does)"
+         {LLVM_COV_VERSION}` (what `cargo xtask setup` does)"
     );
     let llvm_cov = Path::new(LLVM_BIN).join("llvm-cov");
     let llvm_profdata = Path::new(LLVM_BIN).join("llvm-profdata");
@@ -84,7 +85,7 @@ pub fn coverage(sh: &Shell, reports: &Path) -> anyhow::Result<String> {
     let tools_set = std::env::var_os("LLVM_COV").is_some();
     anyhow::ensure!(
         tools_set || llvm_cov.is_file(),
-        "{} is missing: `apt-get install llvm-19` (or set LLVM_COV and LLVM_PROFDATA to LLVM 19+ tools)",
+        "{} is missing: `cargo xtask setup` installs it (Debian's llvm-19), or set LLVM_COV and LLVM_PROFDATA to LLVM 19+ tools",
         llvm_cov.display()
     );
     let _cov = (!tools_set).then(|| sh.push_env("LLVM_COV", &llvm_cov));

@@ -147,6 +147,7 @@ pub fn build_image(
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default();
     let tags = tags(&ctx.global.repository, registry, version, &revision);
+    ensure_base_images(ctx, &dockerfile)?;
     let mut cmd = Cmd::new("docker").arg("build").dir(&ctx.project_dir);
     for tag in &tags {
         cmd = cmd.arg("--tag").arg(tag);
@@ -161,9 +162,12 @@ pub fn build_image(
     let cmd = cmd.arg(".");
     let mut step = ctx.reporter.step(&format!("building {}", tags[0]));
     // The classic builder prints "Step N/M : INSTRUCTION": enough to show where a long build is.
+    // Progress output rewrites its line with carriage returns: each piece is a line of its own.
     let output = match cmd.output_watched(BUILD_TIMEOUT, &mut |line| {
-        if line.starts_with("Step ") {
-            step.detail(&line.chars().take(70).collect::<String>());
+        for line in output_lines(line) {
+            if line.starts_with("Step ") {
+                step.detail(&line.chars().take(70).collect::<String>());
+            }
         }
     }) {
         Ok(output) => output,
@@ -175,7 +179,7 @@ pub fn build_image(
     if !output.success {
         step.failed("");
         let text = format!("{}\n{}", output.stdout, output.stderr);
-        let lines: Vec<String> = text.lines().map(String::from).collect();
+        let lines = output_lines(&text);
         let tail = lines[lines.len().saturating_sub(30)..].to_vec();
         ctx.reporter.block("last lines of docker build", &tail);
         return Err(Error::Command {
@@ -190,6 +194,97 @@ pub fn build_image(
         || format!("built {} ({:.1} MB)", tags.join(", "), size as f64 / 1_000_000.0),
     );
     Ok(tags)
+}
+
+/// Output as lines: split at line feeds and at the carriage returns progress output rewrites its
+/// line with (which the reporter would otherwise show escaped, as `\u{d}`), blank pieces dropped.
+pub fn output_lines(text: &str) -> Vec<String> {
+    text.split(['\r', '\n'])
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The images the Dockerfile builds from: each `FROM` image with its `${ARG}`s replaced by their
+/// defaults (the `ARG`s before the first `FROM`, as Docker scopes them), minus earlier stages and
+/// `scratch`.
+pub fn base_images(dockerfile: &str) -> Vec<String> {
+    let mut args: Vec<(String, String)> = Vec::new();
+    let mut stages: Vec<String> = Vec::new();
+    let mut images: Vec<String> = Vec::new();
+    let mut seen_from = false;
+    for line in dockerfile.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        let Some(instruction) = words.next() else {
+            continue;
+        };
+        if instruction.eq_ignore_ascii_case("ARG") && !seen_from {
+            if let Some((name, value)) = words.next().and_then(|arg| arg.split_once('=')) {
+                args.push((name.to_string(), value.trim_matches('"').to_string()));
+            }
+        } else if instruction.eq_ignore_ascii_case("FROM") {
+            seen_from = true;
+            let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+            let Some(image) = rest.first() else { continue };
+            let mut image = image.to_string();
+            for (name, value) in &args {
+                image = image
+                    .replace(&format!("${{{name}}}"), value)
+                    .replace(&format!("${name}"), value);
+            }
+            if let [_, r#as, name] = rest[..]
+                && r#as.eq_ignore_ascii_case("AS")
+            {
+                stages.push(name.to_lowercase());
+            }
+            let stage = stages[..stages.len().saturating_sub(1)]
+                .iter()
+                .any(|s| *s == image.to_lowercase());
+            if !stage && image != "scratch" && !images.contains(&image) {
+                images.push(image);
+            }
+        }
+    }
+    images
+}
+
+/// A base image neither in the engine nor pullable (`pull_detail`: what `docker pull` said), as one
+/// sentence with its fix.
+pub fn missing_base_image(image: &str, pull_detail: &str) -> Error {
+    Error::prerequisite(
+        format!(
+            "the Dockerfile's base image {image} is not in the local engine and {}",
+            docker::pull_failure(pull_detail)
+        ),
+        "run `cargo xtask airgap-images` (it builds the base images from Debian packages), then build again",
+    )
+}
+
+/// Fails before building when a base image of the Dockerfile is missing and cannot be pulled
+/// (pulling it is what the build would do first).
+fn ensure_base_images(ctx: &Context, dockerfile: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(dockerfile).map_err(|source| Error::Io {
+        context: format!("reading {}", dockerfile.display()),
+        source,
+    })?;
+    for image in base_images(&text) {
+        if docker::image_id(&image)?.is_some() {
+            continue;
+        }
+        let step = ctx
+            .reporter
+            .step(&format!("pulling the base image {image}"));
+        let pulled = Cmd::new("docker")
+            .args(["pull", "--quiet", &image])
+            .output(BUILD_TIMEOUT)?;
+        if pulled.success {
+            step.ok("");
+        } else {
+            step.failed("");
+            return Err(missing_base_image(&image, &pulled.explanation()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -218,6 +313,55 @@ mod tests {
         );
         assert!(with_registry.contains(&"reg.example:5000/team/infra-challenge:1.2.0".to_string()));
         assert_eq!(with_registry.len(), 4);
+    }
+
+    #[test]
+    fn carriage_returns_split_output_into_lines() {
+        assert_eq!(
+            output_lines("#5 sha256:ab 1.2MB / 9MB\r#5 sha256:ab 9MB / 9MB\r\n#5 DONE 0.3s\n\n"),
+            [
+                "#5 sha256:ab 1.2MB / 9MB",
+                "#5 sha256:ab 9MB / 9MB",
+                "#5 DONE 0.3s"
+            ]
+        );
+    }
+
+    #[test]
+    fn base_images_are_the_from_lines_with_their_arg_defaults() {
+        let dockerfile = "# syntax\nARG BUILDER_IMAGE=rust:1.95-slim-bookworm\n\
+                          ARG RUNTIME_IMAGE=\"gcr.io/distroless/cc-debian12:nonroot\"\nARG VERSION=0.1.0\n\
+                          FROM ${BUILDER_IMAGE} AS build\nARG VERSION\nRUN cargo build\n\
+                          FROM --platform=linux/amd64 build AS test\n\
+                          from $RUNTIME_IMAGE\nCOPY --from=build /a /b\nFROM scratch\n";
+        assert_eq!(
+            base_images(dockerfile),
+            [
+                "rust:1.95-slim-bookworm",
+                "gcr.io/distroless/cc-debian12:nonroot"
+            ]
+        );
+        let ours =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Dockerfile"))
+                .expect("the repository's Dockerfile");
+        assert_eq!(base_images(&ours).len(), 2, "{:?}", base_images(&ours));
+    }
+
+    #[test]
+    fn a_missing_base_image_is_one_sentence_with_the_airgap_fix() {
+        let Error::Prerequisite { problem, fix } = missing_base_image(
+            "rust:1.95-slim-bookworm",
+            "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup \
+             registry-1.docker.io: no such host",
+        ) else {
+            panic!("a prerequisite error");
+        };
+        assert_eq!(
+            problem,
+            "the Dockerfile's base image rust:1.95-slim-bookworm is not in the local engine and no \
+             registry answers"
+        );
+        assert!(fix.contains("`cargo xtask airgap-images`"));
     }
 
     #[test]

@@ -329,25 +329,13 @@ impl ComposeTarget {
             return Ok(());
         }
         let standin_here = docker::image_id(standin).ok().flatten().is_some();
-        let variable = format!(
-            "DEPLOYER_{}",
-            flag.trim_start_matches("--")
-                .replace('-', "_")
-                .to_uppercase()
-        );
-        Err(Error::prerequisite(
-            format!(
-                "the {what} image {image} is not in the local engine and could not be pulled ({})",
-                pulled.explanation().lines().last().unwrap_or("")
-            ),
-            if standin_here {
-                format!("the air-gapped stand-in is here: pass {flag} {standin} (or {variable})")
-            } else {
-                format!(
-                    "where no registry is reachable, seed a stand-in with `cargo xtask airgap-images` and pass \
-                     {flag} {standin}"
-                )
-            },
+        Err(missing_image(
+            what,
+            image,
+            flag,
+            standin,
+            standin_here,
+            &pulled.explanation(),
         ))
     }
 
@@ -529,17 +517,64 @@ fn split_image(image: &str) -> (&str, &str) {
     }
 }
 
+/// A stack image that is neither local nor pullable, as one sentence with its fix: where no
+/// registry answers, the air-gapped stand-in (`standin_here`: it is in the engine already).
+fn missing_image(
+    what: &str,
+    image: &str,
+    flag: &str,
+    standin: &str,
+    standin_here: bool,
+    pull_detail: &str,
+) -> Error {
+    let variable = format!(
+        "DEPLOYER_{}",
+        flag.trim_start_matches("--")
+            .replace('-', "_")
+            .to_uppercase()
+    );
+    let fix = if image == standin {
+        "seed it with `cargo xtask airgap-images` (it builds the stand-ins from Debian packages)"
+            .to_string()
+    } else if standin_here {
+        format!(
+            "the air-gapped stand-in is here: pass {flag} {standin} (or {variable}), or leave \
+             {flag} and {variable} unset to have it used"
+        )
+    } else {
+        format!(
+            "run `cargo xtask airgap-images` (it builds the stand-in {standin} from Debian packages, \
+             which the deployer then uses by itself when {flag} is not given), or pass {flag} with an \
+             image that is here"
+        )
+    };
+    Error::prerequisite(
+        format!(
+            "the {what} image {image} is not in the local engine and {}",
+            docker::pull_failure(pull_detail)
+        ),
+        fix,
+    )
+}
+
 /// `doctor`'s check that an image the stack needs is in the engine, with the way to get it.
 fn image_check(name: &str, image: &str, flag: &str, standin: &str) -> Check {
     match docker::image_id(image) {
+        Ok(Some(_)) if image == standin => {
+            Check::pass(name, format!("{image} (air-gapped stand-in)"))
+        }
         Ok(Some(_)) => Check::pass(name, image),
         Ok(None) => Check::fail(
             name,
             format!("{image} is not in the local engine"),
-            format!(
-                "`docker pull {image}`; where no registry is reachable seed the stand-in with `cargo xtask \
-                 airgap-images` and pass {flag} {standin}"
-            ),
+            if image == standin {
+                "seed it with `cargo xtask airgap-images`".to_string()
+            } else {
+                format!(
+                    "`docker pull {image}`; where no registry is reachable, `cargo xtask \
+                     airgap-images` seeds the stand-in {standin}, used by itself when {flag} is not given"
+                )
+            },
         ),
         Err(e) => Check::fail(name, e.to_string(), "check `docker images`"),
     }
@@ -1106,6 +1141,57 @@ mod tests {
             .unwrap()
             .argv();
         assert_eq!(logs[6..], ["logs", "--tail", "50", "--follow", "db"]);
+    }
+
+    #[test]
+    fn a_missing_stack_image_is_one_sentence_with_the_airgap_fix() {
+        let offline = "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial \
+                       tcp: lookup registry-1.docker.io on 10.0.0.53:53: no such host";
+        let error = missing_image(
+            "database",
+            "mysql:8.4",
+            "--db-image",
+            "infra-challenge/mariadb:10.11",
+            false,
+            offline,
+        );
+        let Error::Prerequisite { problem, fix } = &error else {
+            panic!("a prerequisite error: {error:?}");
+        };
+        assert_eq!(
+            problem,
+            "the database image mysql:8.4 is not in the local engine and no registry answers"
+        );
+        assert!(fix.starts_with("run `cargo xtask airgap-images`"), "{fix}");
+        let Error::Prerequisite { fix, .. } = missing_image(
+            "proxy",
+            "haproxy:2.8",
+            "--proxy-image",
+            "infra-challenge/haproxy:2.6",
+            true,
+            offline,
+        ) else {
+            panic!("a prerequisite error");
+        };
+        assert!(
+            fix.contains(
+                "pass --proxy-image infra-challenge/haproxy:2.6 (or DEPLOYER_PROXY_IMAGE)"
+            )
+        );
+        let Error::Prerequisite { problem, fix } = missing_image(
+            "database",
+            "infra-challenge/mariadb:10.11",
+            "--db-image",
+            "infra-challenge/mariadb:10.11",
+            false,
+            "Error response from daemon: pull access denied for infra-challenge/mariadb",
+        ) else {
+            panic!("a prerequisite error");
+        };
+        assert!(problem.ends_with(
+            "could not be pulled: Error response from daemon: pull access denied for infra-challenge/mariadb"
+        ));
+        assert!(fix.starts_with("seed it with `cargo xtask airgap-images`"));
     }
 
     #[test]
