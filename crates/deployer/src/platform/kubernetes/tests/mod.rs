@@ -48,6 +48,7 @@ use crate::ops::{release, rollback};
 
 mod isolation;
 mod lock;
+mod preview;
 mod procedure;
 mod stops;
 
