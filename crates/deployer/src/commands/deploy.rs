@@ -86,15 +86,19 @@ pub fn execute(
         ctx.reporter
             .info(&summary(ctx, target.as_ref(), &env, &plan, choices.build));
     }
-    // What the release would change, before it changes anything (and before "Deploy?").
-    match target.diff(&env, &plan) {
-        Ok(changes) => ctx
-            .reporter
-            .changes(&changes, &diff::text(&env.name, &plan.version, &changes)),
-        Err(e) => ctx.reporter.info(&format!(
-            "what deploying {} would change cannot be shown: {e}",
-            plan.version
-        )),
+    // What the release would change, before it changes anything: for the person about to answer
+    // "Deploy?", and as an event for a machine reading JSON (a `--yes` deploy on a terminal skips
+    // the second of work it costs; `deployer diff` shows it).
+    if !yes || ctx.reporter.is_json() {
+        match target.diff(&env, &plan) {
+            Ok(changes) => ctx
+                .reporter
+                .changes(&changes, &diff::text(&env.name, &plan.version, &changes)),
+            Err(e) => ctx.reporter.info(&format!(
+                "what deploying {} would change cannot be shown: {e}",
+                plan.version
+            )),
+        }
     }
     if !yes {
         if !ctx.terminal {
