@@ -19,6 +19,10 @@ Exit codes:
      says the fix)
   4  deploy failed: not healthy; the previous release was restored and serves again (or there was none)
   5  deploy failed and restoring the previous release failed too: a person must look (`deployer status`)
+  6  locked: another deploy, rollback or down of the environment is running (the message names it);
+     nothing was changed. --wait-for-lock DURATION queues behind it instead
+  7  interrupted by SIGINT or SIGTERM: the operation stopped waiting, recorded what it had applied and
+     released the lock; the message says what state it leaves (a second signal exits at once: 130/143)
 
 Without a subcommand, on a terminal, the deployer asks: platform, environment, version (the running
 one is the default), shows a summary, deploys, and prints the equivalent command for next time.";
@@ -82,6 +86,10 @@ pub struct GlobalArgs {
     /// Kubernetes: take over fields another field manager owns (server-side apply conflicts).
     #[arg(long, global = true)]
     pub force_conflicts: bool,
+    /// When another operation holds the environment's lock: wait this long for it (e.g. 10m)
+    /// instead of exiting at once with code 6.
+    #[arg(long, env = "DEPLOYER_WAIT_FOR_LOCK", global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    pub wait_for_lock: Option<Duration>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +112,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Check the prerequisites and say how to fix each missing one.
     Doctor(TargetArg),
+    /// Break the environment's lock when its holder is known dead (Kubernetes: a Lease that has not
+    /// expired yet); says whose it was. A Compose lock never outlives its holder.
+    Unlock(TargetArg),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -46,7 +46,8 @@ impl Stop {
         self.0.load(Ordering::SeqCst)
     }
 
-    /// Asks the operation to stop, as a signal does.
+    /// Asks the operation to stop, as a signal does (the tests' signal).
+    #[cfg(test)]
     pub fn request(&self) {
         self.0.store(true, Ordering::SeqCst);
     }

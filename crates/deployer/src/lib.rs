@@ -53,5 +53,6 @@ fn dispatch(ctx: &Context, command: Option<Command>) -> error::Result<()> {
         Some(Command::Down(args)) => commands::down::down(ctx, args),
         Some(Command::Render(args)) => commands::render::render(ctx, args),
         Some(Command::Doctor(args)) => commands::render::doctor(ctx, args),
+        Some(Command::Unlock(args)) => commands::down::unlock(ctx, args),
     }
 }

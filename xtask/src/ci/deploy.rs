@@ -52,9 +52,15 @@ fn repository_in(registry: &str) -> String {
     format!("{}/infra-challenge", registry.trim().trim_end_matches('/'))
 }
 
+/// How long a pipeline's deploy queues behind another operation on the same environment (a person's
+/// deploy, another pipeline's) before it gives up with the deployer's exit code 6.
+const WAIT_FOR_LOCK: &str = "15m";
+
 /// The deployer's arguments for a deploy of `version` to `env`.
 fn deploy_args(env: Env, version: &str) -> Vec<String> {
     [
+        "--wait-for-lock",
+        WAIT_FOR_LOCK,
         "deploy",
         "--target",
         env.target(),
@@ -335,11 +341,11 @@ mod tests {
     fn dev_deploys_to_compose_and_qa_to_kubernetes() {
         assert_eq!(
             deploy_args(Env::Dev, "0.1.0-abc1234").join(" "),
-            "deploy --target compose --env dev --version 0.1.0-abc1234 --yes"
+            "--wait-for-lock 15m deploy --target compose --env dev --version 0.1.0-abc1234 --yes"
         );
         assert_eq!(
             deploy_args(Env::Prod, "1.0.0").join(" "),
-            "deploy --target kubernetes --env prod --version 1.0.0 --yes"
+            "--wait-for-lock 15m deploy --target kubernetes --env prod --version 1.0.0 --yes"
         );
     }
 

@@ -11,6 +11,7 @@ use crate::commands::{build, interactive};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::ledger::Action;
+use crate::ops::lock;
 use crate::ops::release::release;
 use crate::plan::{self, Environment, Release};
 use crate::platform::Target;
@@ -102,6 +103,8 @@ pub fn execute(
     if choices.build {
         build::build_image(ctx, &plan.version, allow_dirty, None)?;
     }
+    // From the first change to the last (the automatic rollback included): one operation at a time.
+    let _lock = lock::acquire(ctx, target.as_ref(), &env, "deploy", &plan.version)?;
     release(ctx, target.as_ref(), &env, &plan, Action::Deploy, timeout)
 }
 

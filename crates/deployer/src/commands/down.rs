@@ -1,13 +1,13 @@
-//! `deployer down` and `deployer logs`.
+//! `deployer down`, `deployer unlock` and `deployer logs`.
 
 use dialoguer::Confirm;
 use dialoguer::theme::ColorfulTheme;
 use serde_json::json;
 
-use crate::cli::{DownArgs, LogsArgs};
+use crate::cli::{DownArgs, LogsArgs, TargetArg};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::ops::release;
+use crate::ops::{lock, release};
 use crate::platform::LogOptions;
 
 pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
@@ -34,6 +34,13 @@ pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
             return Ok(());
         }
     }
+    let _lock = lock::acquire(
+        ctx,
+        target.as_ref(),
+        &plan,
+        "down",
+        running.as_deref().unwrap_or("none"),
+    )?;
     let step = ctx.reporter.step(&format!("stopping {}", plan.project()));
     if let Err(e) = target.down(&plan, args.purge_data) {
         step.failed("");
@@ -61,6 +68,25 @@ pub fn down(ctx: &Context, args: DownArgs) -> Result<()> {
             } else {
                 format!("{env} is down; its data is kept (`deployer down --purge-data` deletes it)")
             }
+        },
+    );
+    Ok(())
+}
+
+/// Breaks a lock whose holder is known dead, saying whose it was.
+pub fn unlock(ctx: &Context, args: TargetArg) -> Result<()> {
+    let target = ctx.target(args.target)?;
+    let env = ctx.environment(&ctx.env_or_default())?;
+    let broken = target.break_lock(&env)?;
+    ctx.reporter.result(
+        json!({ "env": env.name, "broken": broken }),
+        || match &broken {
+            Some(holder) => format!(
+                "broke the lock of {}: it was {}",
+                env.name,
+                lock::describe(holder)
+            ),
+            None => format!("{} was not locked", env.name),
         },
     );
     Ok(())

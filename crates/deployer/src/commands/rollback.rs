@@ -4,12 +4,21 @@ use crate::cli::RollbackArgs;
 use crate::context::Context;
 use crate::error::Result;
 use crate::ledger::Action;
-use crate::ops::{release, rollback};
+use crate::ops::{lock, release, rollback};
 use crate::report::one_line;
 
 pub fn run(ctx: &Context, args: RollbackArgs) -> Result<()> {
     let target = ctx.target(args.target)?;
     let env = ctx.environment(&ctx.env_or_default())?;
+    // Taken before the history is read: the release to return to is chosen from a history that
+    // nobody else changes meanwhile.
+    let _lock = lock::acquire(
+        ctx,
+        target.as_ref(),
+        &env,
+        "rollback",
+        args.to.as_deref().unwrap_or("(the previous good release)"),
+    )?;
     let records = target.history(&env)?;
     let running = ctx.running_version(target.as_ref(), &env)?;
     let record = rollback::choose(

@@ -5,7 +5,8 @@ use serde_json::json;
 use crate::cli::{HistoryArgs, TargetArg};
 use crate::context::Context;
 use crate::error::Result;
-use crate::ledger::{self, Record};
+use crate::ledger::{self, Outcome, Record};
+use crate::ops::lock;
 use crate::platform::Live;
 use crate::report::one_line;
 
@@ -17,6 +18,13 @@ pub fn status(ctx: &Context, args: TargetArg) -> Result<()> {
     let releases = target.history(&environment)?;
     let last = ledger::current(&releases);
     let app = live.app.as_ref();
+    // A status that cannot read the lock still tells what runs.
+    let lock = target.lock_holder(&environment).unwrap_or_else(|e| {
+        ctx.reporter
+            .warn(&format!("cannot read the lock of {env}: {e}"));
+        None
+    });
+    let drift = drift(&live, &releases);
     ctx.reporter.result(
         json!({
             "env": env,
@@ -31,10 +39,84 @@ pub fn status(ctx: &Context, args: TargetArg) -> Result<()> {
             "services": live.services,
             "units": live.units,
             "last_release": last.map(without_manifests),
+            "last_operation": releases.last().map(without_manifests),
+            "lock": lock,
+            "drift": drift,
         }),
-        || status_text(&env, &environment.project(), &live, last),
+        || {
+            let mut text = status_text(&env, &environment.project(), &live, last);
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            if let Some(lock) = &lock {
+                text.push_str(&format!("lock:        {}\n", lock::describe(lock)));
+            }
+            if let Some(drift) = &drift {
+                text.push_str(&format!("WARNING:     {}\n", one_line(drift)));
+            }
+            text
+        },
     );
     Ok(())
+}
+
+/// Whether what runs differs from what the records say runs, in one sentence: a change made
+/// outside the deployer (`kubectl set image`, `docker compose up` by hand), or a release that was
+/// interrupted and went on by itself.
+pub fn drift(live: &Live, releases: &[Record]) -> Option<String> {
+    let running = live.app.as_ref().and(live.version.as_deref());
+    let recorded = ledger::current(releases);
+    let last = releases.last();
+    let interrupted = last
+        .filter(|r| r.result == Outcome::Interrupted)
+        .map(|r| {
+            format!(
+                " (the last operation, {} of {} at {}, was interrupted)",
+                action_name(r),
+                one_line(&r.version),
+                ledger::format_time(r.time)
+            )
+        })
+        .unwrap_or_default();
+    match (running, recorded) {
+        (Some(running), Some(record)) if running != record.version => Some(format!(
+            "{} runs, but the newest good release recorded is {} ({} at {} by {}){interrupted}: it was changed \
+             outside the deployer or by an unfinished release; deploy the version you want, or `deployer \
+             rollback`",
+            one_line(running),
+            one_line(&record.version),
+            action_name(record),
+            ledger::format_time(record.time),
+            one_line(&record.who)
+        )),
+        (Some(running), None) if last.is_some() => Some(format!(
+            "{} runs, but no good release of it is recorded{interrupted}: it was started outside the deployer or \
+             by an unfinished release",
+            one_line(running)
+        )),
+        (None, Some(record)) => {
+            let what = if live.app.is_none() {
+                "nothing runs"
+            } else {
+                "the running app's version is unknown"
+            };
+            Some(format!(
+                "{what}, but the newest record says {} is deployed ({} at {}): it was stopped or changed \
+                 outside the deployer; deploy it again, or `deployer down` to record that it is gone",
+                one_line(&record.version),
+                action_name(record),
+                ledger::format_time(record.time)
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn action_name(record: &Record) -> String {
+    serde_json::to_value(record.action)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 /// A record as `status` and `history` show it: the manifests it applied are long and belong to
@@ -121,10 +203,7 @@ fn history_table(env: &str, releases: &[Record]) -> String {
             "{:<20} {:<16} {:<14} {:<7} {:<10} {:<12} {}\n",
             ledger::format_time(r.time),
             one_line(&r.version),
-            serde_json::to_value(r.action)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            action_name(r),
             r.result.label(),
             one_line(&r.who),
             one_line(&image),
@@ -161,6 +240,84 @@ mod tests {
             .filter(|c| c.is_control() && *c != '\n')
             .collect();
         assert!(bad.is_empty(), "{bad:?} reach the terminal in {text:?}");
+    }
+
+    fn record(version: &str, result: Outcome) -> Record {
+        Record {
+            version: version.into(),
+            image_id: String::new(),
+            time: time::OffsetDateTime::UNIX_EPOCH,
+            action: crate::ledger::Action::Deploy,
+            result,
+            who: "alice".into(),
+            target: "kubernetes".into(),
+            port: 0,
+            image: String::new(),
+            revision: None,
+            schema_version: None,
+            purged_data: false,
+            manifests: None,
+        }
+    }
+
+    fn running(version: &str) -> Live {
+        Live {
+            version: Some(version.into()),
+            app: Some(AppState {
+                running: true,
+                ..AppState::default()
+            }),
+            ..Live::default()
+        }
+    }
+
+    #[test]
+    fn what_runs_as_recorded_is_no_drift() {
+        let releases = [record("1", Outcome::Ok), record("2", Outcome::Ok)];
+        assert_eq!(drift(&running("2"), &releases), None);
+        assert_eq!(drift(&Live::default(), &[]), None);
+    }
+
+    #[test]
+    fn a_version_changed_outside_the_deployer_is_drift_naming_both() {
+        let releases = [record("1", Outcome::Ok), record("2", Outcome::Ok)];
+        let text = drift(&running("9.9.9"), &releases).unwrap();
+        assert!(
+            text.starts_with("9.9.9 runs, but the newest good release recorded is 2 (deploy at"),
+            "{text}"
+        );
+        assert!(
+            text.contains("by alice") && text.contains("outside the deployer"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_release_that_went_on_is_drift_that_says_so() {
+        let releases = [record("1", Outcome::Ok), record("2", Outcome::Interrupted)];
+        let text = drift(&running("2"), &releases).unwrap();
+        assert!(
+            text.starts_with("2 runs, but the newest good release recorded is 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deploy of 2 at 1970-01-01T00:00:00Z, was interrupted"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_recorded_release_that_no_longer_runs_is_drift() {
+        let text = drift(&Live::default(), &[record("1", Outcome::Ok)]).unwrap();
+        assert!(
+            text.starts_with("nothing runs, but the newest record says 1 is deployed"),
+            "{text}"
+        );
+        let unrecorded = drift(&running("3"), &[record("3", Outcome::Failed)]).unwrap();
+        assert!(
+            unrecorded.starts_with("3 runs, but no good release of it is recorded"),
+            "{unrecorded}"
+        );
     }
 
     #[test]

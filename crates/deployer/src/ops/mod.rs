@@ -3,5 +3,8 @@
 //! release a rollback returns to. It speaks to a [`crate::platform::Target`] only, never to a tool,
 //! so it is the same on Docker Compose and on Kubernetes.
 
+pub mod lock;
 pub mod release;
 pub mod rollback;
+#[cfg(test)]
+mod tests;

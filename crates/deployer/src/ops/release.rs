@@ -12,7 +12,7 @@ use crate::error::{Error, Restore, Result};
 use crate::http::Smoke;
 use crate::ledger::{self, Action, Outcome, Record};
 use crate::plan::{Environment, Release};
-use crate::platform::{Abandoned, Applied, Diagnosis, Target};
+use crate::platform::{Abandoned, Applied, Diagnosis, Stopped, Target};
 
 /// Brings `release` up in `env`, or explains why not and restores what ran before.
 pub fn release(
@@ -50,11 +50,20 @@ pub fn release(
 
     let what = format!("{} {}", verb(action), release.version);
     let (outcome, applied) = bring_up(ctx, target, env, release, &what, timeout);
+    let attempt = Attempt {
+        target,
+        env,
+        release,
+        action,
+        artifact: &artifact,
+        applied: applied.as_ref(),
+        before: before.as_deref(),
+    };
     match outcome {
         Ok(smoke) => {
             let facts = Facts {
                 artifact: &artifact,
-                applied: &applied,
+                applied: &applied.unwrap_or_default(),
                 schema_version: smoke.schema_version,
             };
             target.record(
@@ -80,57 +89,202 @@ pub fn release(
             );
             Ok(())
         }
-        Err(diagnosis) => {
-            report_diagnosis(ctx, env, release, &diagnosis);
-            let facts = Facts {
-                artifact: &artifact,
-                applied: &applied,
-                schema_version: None,
-            };
-            target.record(
-                env,
-                record(target, env, release, &facts, action, Outcome::Failed),
-            )?;
-            let message = format!(
-                "{} {} did not become healthy: {}",
-                env.project(),
-                release.version,
-                diagnosis.cause
-            );
-            if let (Abandoned::PreviousKeptServing, Some(previous)) =
-                (target.abandon(env, release), before.clone())
-            {
-                return Err(Error::DeployFailed {
-                    message: format!(
-                        "{message}; it was removed, and {previous}, which it would have replaced, kept serving \
-                         throughout"
-                    ),
-                    restore: Restore::KeptServing { version: previous },
-                });
-            }
-            let Some(previous) = restore_target(before.as_deref(), &release.version, &records)
-            else {
-                return Err(Error::DeployFailed {
-                    message: format!(
-                        "{message}; there was no earlier release to restore, so the failed one is left in place \
-                         for inspection (`deployer logs`, then `deployer down`)"
-                    ),
-                    restore: Restore::Nothing,
-                });
-            };
-            let previous_release = release_of(env, &previous, &records);
-            match restore(ctx, target, env, &previous_release, timeout) {
-                Ok(()) => Err(Error::DeployFailed {
-                    message: format!("{message}; rolled back: {previous} serves again"),
-                    restore: Restore::Restored { version: previous },
-                }),
-                Err(e) => Err(Error::DeployFailed {
-                    message: format!("{message}; rolling back to {previous} failed too: {e}"),
-                    restore: Restore::Failed { version: previous },
-                }),
-            }
-        }
+        Err(diagnosis) => match diagnosis.stopped {
+            Stopped::Unhealthy => unhealthy(ctx, &attempt, &records, &diagnosis, timeout),
+            Stopped::Interrupted => Err(interrupted(ctx, &attempt, &diagnosis)),
+            Stopped::Unreachable => Err(unreachable(ctx, &attempt, &diagnosis)),
+        },
     }
+}
+
+/// One attempt at a release, as the failure paths need it.
+struct Attempt<'a> {
+    target: &'a dyn Target,
+    env: &'a Environment,
+    release: &'a Release,
+    action: Action,
+    artifact: &'a str,
+    /// What the target applied; `None` when it was stopped before applying anything.
+    applied: Option<&'a Applied>,
+    /// The version serving before, if any.
+    before: Option<&'a str>,
+}
+
+impl Attempt<'_> {
+    fn record(&self, result: Outcome) -> Result<()> {
+        let none = Applied::default();
+        let facts = Facts {
+            artifact: self.artifact,
+            applied: self.applied.unwrap_or(&none),
+            schema_version: None,
+        };
+        self.target.record(
+            self.env,
+            record(
+                self.target,
+                self.env,
+                self.release,
+                &facts,
+                self.action,
+                result,
+            ),
+        )
+    }
+
+    /// `deployer <command> --target T --env E`, for the next-step hints.
+    fn command(&self, command: &str) -> String {
+        format!(
+            "`deployer {command} --target {} --env {}`",
+            self.target.name(),
+            self.env.name
+        )
+    }
+}
+
+/// The release did not become healthy: record it, clean up, and bring back what ran before.
+fn unhealthy(
+    ctx: &Context,
+    attempt: &Attempt<'_>,
+    records: &[Record],
+    diagnosis: &Diagnosis,
+    timeout: Duration,
+) -> Result<()> {
+    let (target, env, release) = (attempt.target, attempt.env, attempt.release);
+    report_diagnosis(ctx, env, release, diagnosis);
+    attempt.record(Outcome::Failed)?;
+    let message = format!(
+        "{} {} did not become healthy: {}",
+        env.project(),
+        release.version,
+        diagnosis.cause
+    );
+    if let (Abandoned::PreviousKeptServing, Some(previous)) =
+        (target.abandon(env, release), attempt.before)
+    {
+        return Err(Error::DeployFailed {
+            message: format!(
+                "{message}; it was removed, and {previous}, which it would have replaced, kept serving throughout"
+            ),
+            restore: Restore::KeptServing {
+                version: previous.to_string(),
+            },
+        });
+    }
+    let Some(previous) = restore_target(attempt.before, &release.version, records) else {
+        return Err(Error::DeployFailed {
+            message: format!(
+                "{message}; there was no earlier release to restore, so the failed one is left in place for \
+                 inspection (`deployer logs`, then `deployer down`)"
+            ),
+            restore: Restore::Nothing,
+        });
+    };
+    let previous_release = release_of(env, &previous, records);
+    match restore(ctx, target, env, &previous_release, timeout) {
+        Ok(()) => Err(Error::DeployFailed {
+            message: format!("{message}; rolled back: {previous} serves again"),
+            restore: Restore::Restored { version: previous },
+        }),
+        Err(Error::Interrupted(why)) => Err(Error::Interrupted(format!(
+            "{message}; then, rolling back to {previous}: {why}"
+        ))),
+        Err(e @ Error::Prerequisite { .. }) if is_unreachable(&e) => Err(e),
+        Err(e) => Err(Error::DeployFailed {
+            message: format!("{message}; rolling back to {previous} failed too: {e}"),
+            restore: Restore::Failed { version: previous },
+        }),
+    }
+}
+
+/// A signal stopped the release: no rollback (a person or a pipeline asked to stop), but what was
+/// applied is cleaned up where that is instant (Compose removes a release that never took over)
+/// and recorded as interrupted, so `history` and `status` tell the truth.
+fn interrupted(ctx: &Context, attempt: &Attempt<'_>, diagnosis: &Diagnosis) -> Error {
+    let (target, env, release) = (attempt.target, attempt.env, attempt.release);
+    ctx.reporter.warn(&format!(
+        "{} {}: {}",
+        env.project(),
+        release.version,
+        diagnosis.cause
+    ));
+    let version = &release.version;
+    let state = match attempt.applied {
+        None => "nothing had been applied, so nothing was changed".to_string(),
+        Some(applied) => match (target.abandon(env, release), attempt.before) {
+            (Abandoned::PreviousKeptServing, Some(previous)) => format!(
+                "{version} was removed, and {previous}, which it would have replaced, kept serving throughout"
+            ),
+            _ if applied.manifests.is_some() => format!(
+                "{version} had been applied and the platform goes on rolling it out{}",
+                attempt
+                    .before
+                    .map(|previous| format!(" (it replaces {previous} as it becomes ready)"))
+                    .unwrap_or_default()
+            ),
+            (_, Some(previous)) => {
+                format!(
+                    "{version} had been started beside or instead of {previous}, and was left as it is"
+                )
+            }
+            (_, None) => format!("{version} had been started and was left as it is"),
+        },
+    };
+    let recorded = match attempt.applied {
+        None => String::new(),
+        Some(_) => match attempt.record(Outcome::Interrupted) {
+            Ok(()) => "; recorded as interrupted".to_string(),
+            Err(e) => format!("; recording it failed: {e}"),
+        },
+    };
+    Error::Interrupted(format!(
+        "{} {version}: interrupted: {state}{recorded}. See what runs with {}; {} returns to the previous good \
+         release",
+        env.project(),
+        attempt.command("status"),
+        attempt.command("rollback")
+    ))
+}
+
+/// The platform stopped answering: what runs is unknown, so nothing is rolled back (it could not
+/// be) and nothing is recorded (the record would be a guess); the message says what is known.
+fn unreachable(ctx: &Context, attempt: &Attempt<'_>, diagnosis: &Diagnosis) -> Error {
+    let (env, release) = (attempt.env, attempt.release);
+    ctx.reporter.warn(&format!(
+        "{} {}: {}",
+        env.project(),
+        release.version,
+        diagnosis.cause
+    ));
+    let known = match attempt.applied {
+        None => format!("{} had not been applied", release.version),
+        Some(_) => format!(
+            "{} had been applied{}",
+            release.version,
+            attempt
+                .before
+                .map(|previous| format!(" over {previous}"))
+                .unwrap_or_default()
+        ),
+    };
+    Error::prerequisite(
+        format!(
+            "{}: {known}; what runs now is unknown, and no record was written",
+            diagnosis.cause
+        ),
+        format!(
+            "when the cluster answers again ({}), {} shows what runs; deploy {} again, or {} returns to the \
+             previous good release",
+            attempt.command("doctor"),
+            attempt.command("status"),
+            release.version,
+            attempt.command("rollback")
+        ),
+    )
+}
+
+/// Whether a prerequisite failure is the platform going away in the middle of an operation.
+fn is_unreachable(error: &Error) -> bool {
+    matches!(error, Error::Prerequisite { problem, .. } if problem.contains("what runs now is unknown"))
 }
 
 /// The release to restore after `failed` did not become healthy: what ran before (unless it was
@@ -188,8 +342,10 @@ fn verb(action: Action) -> &'static str {
     }
 }
 
-/// Apply, wait for health, smoke test: all within `timeout`. Returns what was applied either way,
-/// so the record of a failed release says what was tried.
+/// Apply, wait for health, smoke test: all within `timeout`. Returns what was applied either way
+/// (`None` when it was stopped before applying anything), so the record of a failed release says
+/// what was tried. Only a release whose own `/version` answers with its version is healthy: a tag
+/// that points at another build fails here.
 fn bring_up(
     ctx: &Context,
     target: &dyn Target,
@@ -197,14 +353,18 @@ fn bring_up(
     release: &Release,
     what: &str,
     timeout: Duration,
-) -> (std::result::Result<Smoke, Diagnosis>, Applied) {
+) -> (std::result::Result<Smoke, Diagnosis>, Option<Applied>) {
     let deadline = Instant::now() + timeout;
     let mut step = ctx.reporter.step(what);
+    if step.interrupted() {
+        step.failed("interrupted");
+        return (Err(Diagnosis::interrupted("the release to start")), None);
+    }
     let applied = match target.apply(env, release, deadline, &mut step) {
         Ok(applied) => applied,
         Err(diagnosis) => {
             step.failed(&diagnosis.cause);
-            return (Err(diagnosis), Applied::default());
+            return (Err(diagnosis), Some(Applied::default()));
         }
     };
     let outcome = target
@@ -212,10 +372,15 @@ fn bring_up(
         .and_then(|()| target.switch(env, release, deadline, &mut step))
         .and_then(|()| {
             step.detail("smoke test");
-            target
-                .smoke(env)
-                .map_err(|e| Diagnosis::cause(format!("healthy, but the smoke test failed: {e}")))
-        });
+            target.smoke(env).map_err(|e| {
+                if step.interrupted() {
+                    Diagnosis::interrupted("the smoke test")
+                } else {
+                    Diagnosis::cause(format!("healthy, but the smoke test failed: {e}"))
+                }
+            })
+        })
+        .and_then(|smoke| same_version(release, smoke));
     match &outcome {
         Ok(smoke) => step.ok(&format!(
             "healthy, /readyz 200, API answers, /version says {}",
@@ -223,7 +388,26 @@ fn bring_up(
         )),
         Err(diagnosis) => step.failed(&diagnosis.cause),
     }
-    (outcome, applied)
+    (outcome, Some(applied))
+}
+
+/// The smoke test's `/version` must be the release's own.
+fn same_version(release: &Release, smoke: Smoke) -> std::result::Result<Smoke, Diagnosis> {
+    if smoke.version == release.version {
+        return Ok(smoke);
+    }
+    Err(Diagnosis {
+        cause: format!(
+            "healthy, but /version says {}, not {}: the image {} is another build than its tag says",
+            smoke.version, release.version, release.image
+        ),
+        fix: Some(format!(
+            "build {} from the right sources and tag it again (`deployer build --version {}`, with --push for \
+             a registry)",
+            release.version, release.version
+        )),
+        ..Diagnosis::default()
+    })
 }
 
 /// After a failed deploy: bring the previous release back and record it.
@@ -243,23 +427,44 @@ fn restore(
     })?;
     let what = format!("rolling back to {}", release.version);
     let (outcome, applied) = bring_up(ctx, target, env, release, &what, timeout);
-    let (result, schema_version) = match &outcome {
-        Ok(smoke) => (Outcome::Ok, smoke.schema_version),
-        Err(_) => (Outcome::Failed, None),
-    };
-    let facts = Facts {
-        artifact: &artifact,
-        applied: &applied,
-        schema_version,
-    };
-    target.record(
+    let attempt = Attempt {
+        target,
         env,
-        record(target, env, release, &facts, Action::AutoRollback, result),
-    )?;
-    outcome.map(|_| ()).map_err(|diagnosis| {
-        report_diagnosis(ctx, env, release, &diagnosis);
-        Error::Other(diagnosis.cause)
-    })
+        release,
+        action: Action::AutoRollback,
+        artifact: &artifact,
+        applied: applied.as_ref(),
+        before: None,
+    };
+    match outcome {
+        Ok(smoke) => {
+            let facts = Facts {
+                artifact: &artifact,
+                applied: &applied.unwrap_or_default(),
+                schema_version: smoke.schema_version,
+            };
+            target.record(
+                env,
+                record(
+                    target,
+                    env,
+                    release,
+                    &facts,
+                    Action::AutoRollback,
+                    Outcome::Ok,
+                ),
+            )
+        }
+        Err(diagnosis) => match diagnosis.stopped {
+            Stopped::Interrupted => Err(interrupted(ctx, &attempt, &diagnosis)),
+            Stopped::Unreachable => Err(unreachable(ctx, &attempt, &diagnosis)),
+            Stopped::Unhealthy => {
+                attempt.record(Outcome::Failed)?;
+                report_diagnosis(ctx, env, release, &diagnosis);
+                Err(Error::Other(diagnosis.cause))
+            }
+        },
+    }
 }
 
 /// What a record says beyond the release itself.

@@ -258,7 +258,13 @@ impl KubernetesTarget {
                     blocks: Vec::new(),
                 })
             }
-            Err(e) => Err(Diagnosis::cause(format!("applying {key} failed: {e}"))),
+            Err(e @ kube::Error::Api(_)) => {
+                Err(Diagnosis::cause(format!("applying {key} failed: {e}")))
+            }
+            // No answer at all: the API server went away (not a refusal of this object).
+            Err(e) => Err(Diagnosis::unreachable(format!(
+                "the API server stopped answering while {key} was applied ({e})"
+            ))),
         }
     }
 
