@@ -871,8 +871,10 @@ impl Target for ComposeTarget {
                     None => s.status == "running",
                 });
             if healthy {
-                // Before the proxy sends them anything: a container that is not the release it
-                // is labelled as must not serve, even for a moment.
+                // Before the old release is retired: a container that is not the release it is
+                // labelled as is removed while the old one still serves. (The proxy finds new
+                // containers through Docker's DNS and may already route to one whose /readyz
+                // passed; the check cannot keep those few requests away from it.)
                 let old = self
                     .rollout
                     .borrow()
