@@ -269,7 +269,14 @@ fn a_deploy_stopped_by_sigterm_mid_rollout_leaves_v1_serving_and_says_so() {
         stopped.text()
     );
     let message = stopped.text();
-    for expected in ["interrupted", V1, "kept serving", "deployer status"] {
+    // Stopped in the health wait itself (not at a later step that also checks for a signal).
+    for expected in [
+        "while waiting for the new release's containers to become healthy",
+        V1,
+        "kept serving",
+        "recorded as interrupted",
+        "deployer status",
+    ] {
         assert!(
             message.contains(expected),
             "the message says what state it leaves and what to run ({expected:?}):\n{message}"
