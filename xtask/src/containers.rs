@@ -4,6 +4,13 @@
 //! The service image is built once here (as [`E2E_IMAGE`]) and handed to the test processes through
 //! `E2E_APP_IMAGE`, with the database image in `E2E_DB_IMAGE` and the reverse proxy's in
 //! `E2E_PROXY_IMAGE` (the upstream images, or the air-gapped stand-ins where no registry answers).
+//!
+//! The deployer's tests upgrade between releases, and the deployer checks that a release's
+//! containers answer `/version` with the release's version: one image tagged twice no longer
+//! deploys as two releases. So two real releases are built from the same tree with their own
+//! `VERSION` ([`RELEASE_VERSIONS`], tagged in [`E2E_RELEASE_REPOSITORY`] and handed over as
+//! `E2E_RELEASE_REPOSITORY`). The dependency layer is shared with [`E2E_IMAGE`]; only the service
+//! crate is compiled again for each version.
 
 use std::path::Path;
 
@@ -14,6 +21,10 @@ use crate::{airgap, pytools, util};
 
 /// The tag the container tests run.
 pub const E2E_IMAGE: &str = "infra-challenge:e2e";
+/// The repository of the releases the deployer's tests and the deploy benchmarks upgrade between.
+pub const E2E_RELEASE_REPOSITORY: &str = "infra-challenge-e2e-release";
+/// The releases built there (the tests' V1 and V2).
+pub const RELEASE_VERSIONS: [&str; 2] = ["1.0.0", "2.0.0"];
 
 pub fn run(sh: &Shell) -> anyhow::Result<()> {
     lint_dockerfile(sh)?;
@@ -21,8 +32,10 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     let images = airgap::ensure_images(sh)?;
     util::step(&format!("docker build --tag {E2E_IMAGE}"));
     build_image(sh, &util::project_root(), E2E_IMAGE, &[])?;
+    build_releases(sh)?;
 
     let _app = sh.push_env("E2E_APP_IMAGE", E2E_IMAGE);
+    let _releases = sh.push_env("E2E_RELEASE_REPOSITORY", E2E_RELEASE_REPOSITORY);
     let _db = sh.push_env("E2E_DB_IMAGE", &images.db);
     let _proxy = sh.push_env("E2E_PROXY_IMAGE", &images.proxy);
     // Each failing assertion of these tests names its step; a backtrace of the test harness after
@@ -84,15 +97,44 @@ pub fn checkov(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds [`RELEASE_VERSIONS`] of the service from this tree as `E2E_RELEASE_REPOSITORY:version`,
+/// saying how long each took (the build cache makes a build of an unchanged tree quick).
+pub fn build_releases(sh: &Shell) -> anyhow::Result<()> {
+    let root = util::project_root();
+    for version in RELEASE_VERSIONS {
+        let tag = format!("{E2E_RELEASE_REPOSITORY}:{version}");
+        util::step(&format!(
+            "docker build --build-arg VERSION={version} --tag {tag}"
+        ));
+        let started = std::time::Instant::now();
+        build_release(sh, &root, &tag, version, &[])?;
+        util::step(&format!(
+            "built {tag} in {:.0} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
 /// `docker build` of the service image from `context` with the version, revision and date build
 /// arguments taken from this repository.
 ///
 /// The date is the commit's, not the wall clock's: the same commit builds the same image, and the
 /// build cache keeps working between runs.
 pub fn build_image(sh: &Shell, context: &Path, tag: &str, extra: &[&str]) -> anyhow::Result<()> {
-    let root = util::project_root();
     // The workspace version, which xtask shares with `challenge` (and the deployer).
-    let version = env!("CARGO_PKG_VERSION");
+    build_release(sh, context, tag, env!("CARGO_PKG_VERSION"), extra)
+}
+
+/// [`build_image`] with the version the image says it is (`challenge version`, `GET /version`).
+pub fn build_release(
+    sh: &Shell,
+    context: &Path,
+    tag: &str,
+    version: &str,
+    extra: &[&str],
+) -> anyhow::Result<()> {
+    let root = util::project_root();
     let sha = cmd!(sh, "git -C {root} rev-parse HEAD")
         .quiet()
         .read()

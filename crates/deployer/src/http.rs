@@ -16,9 +16,13 @@ pub struct Smoke {
 }
 
 fn agent() -> ureq::Agent {
+    agent_with_timeout(Duration::from_secs(10))
+}
+
+fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(timeout))
         .build()
         .into()
 }
@@ -43,6 +47,13 @@ pub fn get_text(url: &str) -> Result<String, String> {
         (200, body) => Ok(body),
         (status, _) => Err(format!("GET {url} answered {status}")),
     }
+}
+
+/// What `GET /version` at `base_url` says, within `timeout` (one container's own address: a
+/// healthy container answers at once, so a short timeout keeps an unreachable address cheap).
+pub fn version_at(base_url: &str, timeout: Duration) -> Result<Smoke, String> {
+    let (status, body) = get_json(&agent_with_timeout(timeout), &format!("{base_url}/version"))?;
+    parse_version(status, &body)
 }
 
 /// A GET's status and body as JSON (or as a JSON string when it is not JSON).

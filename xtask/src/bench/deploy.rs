@@ -11,10 +11,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
+use crate::containers::{self, E2E_RELEASE_REPOSITORY, RELEASE_VERSIONS};
 use crate::{airgap, util};
 
-/// The service image measured: the one the container tests build from the current tree.
-const DEFAULT_APP_IMAGE: &str = "infra-challenge:e2e";
 /// Database images tried in order: what users run, then the air-gapped stand-in.
 const DB_IMAGES: [&str; 2] = [airgap::DB_UPSTREAM, airgap::DB_STANDIN];
 /// Reverse proxy images tried in order, likewise.
@@ -23,8 +22,10 @@ const PROXY_IMAGES: [&str; 2] = [airgap::PROXY_UPSTREAM, airgap::PROXY_STANDIN];
 const ROUNDS: usize = 3;
 /// What the original spent in `sleep` on its Kubernetes path (seconds), checking nothing.
 const ORIGINAL_SLEEPS_S: f64 = 31.0;
-pub(super) const V1: &str = "1.0.0";
-pub(super) const V2: &str = "2.0.0";
+/// The releases deployed: real builds whose `/version` says so (the deployer checks it), the
+/// ones the container tests build.
+pub(super) const V1: &str = RELEASE_VERSIONS[0];
+pub(super) const V2: &str = RELEASE_VERSIONS[1];
 
 /// A throwaway deployer environment (its own Compose project, state directory, port and image
 /// tags); `Drop` removes its containers, volume and image tags. The proxy part runs in one too.
@@ -38,6 +39,7 @@ pub(super) struct Environment<'a> {
     repository: String,
     /// The published port (the proxy's).
     pub port: u16,
+    /// The repository the releases are built in ([`E2E_RELEASE_REPOSITORY`]).
     pub app_image: String,
     pub db_image: String,
     /// Passed as DEPLOYER_PROXY_IMAGE: the deployer reads the proxy image from there.
@@ -45,25 +47,14 @@ pub(super) struct Environment<'a> {
 }
 
 impl<'a> Environment<'a> {
-    /// Finds the images, builds the deployer (release) and tags the app image as `V1` and `V2` of a
-    /// repository of its own. `name` tells environments of different parts apart.
+    /// Finds the images, builds the releases `V1` and `V2` of the current tree (quick when the
+    /// build cache has them) and the deployer (release), and tags the releases in a repository of
+    /// its own. `name` tells environments of different parts apart.
     pub(super) fn create(sh: &'a Shell, name: &str) -> anyhow::Result<Environment<'a>> {
         let db_image = local_image(sh, "DB_IMAGE", DB_IMAGES)?;
         let proxy_image = local_image(sh, "PROXY_IMAGE", PROXY_IMAGES)?;
-        let app_image =
-            std::env::var("BENCH_APP_IMAGE").unwrap_or_else(|_| DEFAULT_APP_IMAGE.to_owned());
-        if cmd!(sh, "docker image inspect {app_image}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .is_err()
-        {
-            bail!(
-                "{app_image} is not in the local engine: build it first (`cargo xtask test --only containers` does), \
-                 or point BENCH_APP_IMAGE at an image of the service"
-            );
-        }
+        containers::build_releases(sh)?;
+        let app_image = E2E_RELEASE_REPOSITORY.to_owned();
         util::step("building the deployer");
         cmd!(sh, "cargo build --quiet --release --package deployer").run()?;
         let deployer = util::project_root().join("target/release/deployer");
@@ -86,7 +77,8 @@ impl<'a> Environment<'a> {
         };
         // Tagged once `environment` exists, so its `Drop` removes the tags even when this fails.
         for version in [V1, V2] {
-            let (image, tag) = (&environment.app_image, environment.image(version));
+            let image = format!("{}:{version}", environment.app_image);
+            let tag = environment.image(version);
             cmd!(sh, "docker tag {image} {tag}").quiet().run()?;
         }
         Ok(environment)
@@ -285,7 +277,7 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
     writeln!(out, "## Deploy with `deployer` (Docker Compose)\n")?;
     writeln!(
         out,
-        "{}; {flavour}; app image `{}`, database `{}`, proxy `{}`. Wall-clock time of `deployer deploy --target \
+        "{}; {flavour}; app images `{}:{V1}` and `:{V2}` (release builds of the tree), database `{}`, proxy `{}`. Wall-clock time of `deployer deploy --target \
          compose --version V --yes` (release build), from the command's start to its return with the release \
          healthy: Docker's healthcheck passed (`challenge healthcheck`, first run one 5 s interval after the \
          container starts) and the smoke test through the published port passed. Warm rows: median of {ROUNDS} \

@@ -292,7 +292,7 @@ pub fn measure(sh: &Shell, command: &str) -> anyhow::Result<String> {
         }
     }
     let setting = format!(
-        "{}; app image `{}` (tagged {V1} and {V2}), database `{}`, proxy `{}`; {}. Limits from \
+        "{}; app images `{}:{V1}` and `:{V2}` (release builds of the tree), database `{}`, proxy `{}`; {}. Limits from \
          compose.yaml as the engine applied them: app container {} CPU, proxy {} CPU; wrk, the \
          engine and the database share the machine's CPUs",
         compose_flavour(sh),

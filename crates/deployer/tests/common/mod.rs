@@ -3,8 +3,10 @@
 //! `Drop`, also when the test fails.
 //!
 //! Needs `E2E_APP_IMAGE` (an image of the current service, e.g. `infra-challenge:e2e`),
-//! `E2E_DB_IMAGE` (the database image) and `E2E_PROXY_IMAGE` (the reverse proxy's);
-//! `cargo xtask test` sets all three.
+//! `E2E_DB_IMAGE` (the database image), `E2E_PROXY_IMAGE` (the reverse proxy's) and, for tests
+//! that deploy V1 or V2, `E2E_RELEASE_REPOSITORY` (where `1.0.0` and `2.0.0` are real builds of
+//! the service with those versions: the deployer checks a release's `/version`);
+//! `cargo xtask test` sets all four.
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
@@ -77,6 +79,30 @@ fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The containers suite's release build of `version` (`E2E_RELEASE_REPOSITORY:version`).
+fn release_image(version: &str) -> String {
+    assert!(
+        [V1, V2].contains(&version),
+        "no release image of {version} is built: the containers suite builds {V1} and {V2} (their /version \
+         says so); tag one of them with TestEnv::tag_as, or build another in xtask/src/containers.rs"
+    );
+    let repository = std::env::var("E2E_RELEASE_REPOSITORY").unwrap_or_else(|_| {
+        panic!(
+            "E2E_RELEASE_REPOSITORY is not set: deploying {version} needs a release build of it; run the tests \
+             through `cargo xtask test --only containers` (it builds infra-challenge-e2e-release:{V1} and :{V2}), \
+             or build them with `docker build --build-arg VERSION={version} --tag <repository>:{version} .` and \
+             set E2E_RELEASE_REPOSITORY=<repository>"
+        )
+    });
+    let image = format!("{repository}:{version}");
+    let present = docker(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert!(
+        present.status.success(),
+        "{image} is not in the local engine: `cargo xtask test --only containers` builds it"
+    );
+    image
+}
+
 /// A free TCP port on this machine (bound and released: good enough for a test).
 pub fn free_port() -> u16 {
     TcpListener::bind(("0.0.0.0", 0))
@@ -118,6 +144,8 @@ pub struct TestEnv {
     pub proxy_image: String,
     pub app_image: String,
     pub state: tempfile::TempDir,
+    /// Another environment's state directory, when this one shares it (see [`TestEnv::beside`]).
+    shared_state: Option<PathBuf>,
     tags: Vec<String>,
 }
 
@@ -139,8 +167,24 @@ impl TestEnv {
             proxy_image,
             app_image,
             state: tempfile::tempdir().expect("temporary state directory"),
+            shared_state: None,
             tags: Vec::new(),
         }
+    }
+
+    /// Another environment (its own name, project, port and repository) in the same state
+    /// directory as `other`, on the same engine: as two environments of one team are.
+    pub fn beside(other: &TestEnv, label: &str) -> Self {
+        let mut env = TestEnv::new(label);
+        env.shared_state = Some(other.state_dir());
+        env
+    }
+
+    /// The `--state-dir` of this environment's runs.
+    pub fn state_dir(&self) -> PathBuf {
+        self.shared_state
+            .clone()
+            .unwrap_or_else(|| self.state.path().to_path_buf())
     }
 
     pub fn project(&self) -> String {
@@ -155,11 +199,18 @@ impl TestEnv {
         format!("{}:{version}", self.repository)
     }
 
-    /// Tags the service image as `version` of this environment's repository (the same code under
-    /// another version label, as a real upgrade between two builds would look to the deployer).
+    /// Tags the release build of `version` (V1 or V2, built by the containers suite) as `version`
+    /// of this environment's repository.
     pub fn tag(&mut self, version: &str) {
+        self.tag_as(version, version);
+    }
+
+    /// Tags the release build of `built` as `version` of this environment's repository: with
+    /// another `version`, a tag that points at another build (its `/version` says `built`).
+    pub fn tag_as(&mut self, built: &str, version: &str) {
+        let source = release_image(built);
         let image = self.image(version);
-        docker_ok(&["tag", &self.app_image, &image]);
+        docker_ok(&["tag", &source, &image]);
         self.tags.push(image);
     }
 
@@ -198,7 +249,7 @@ impl TestEnv {
     /// The flags every run of this environment needs, except `--env`.
     pub fn global_flags(&self, cmd: &mut Command) {
         cmd.arg("--state-dir")
-            .arg(self.state.path())
+            .arg(self.state_dir())
             .arg("--project-dir")
             .arg(project_dir())
             .arg("--port")
@@ -251,7 +302,7 @@ impl TestEnv {
 
     /// The secret values the deployer generated (to check they are never printed).
     pub fn secret_values(&self) -> Vec<String> {
-        let dir = self.state.path().join(&self.name).join("secrets");
+        let dir = self.state_dir().join(&self.name).join("secrets");
         std::fs::read_dir(&dir)
             .map(|entries| {
                 entries
@@ -366,6 +417,18 @@ impl Api {
                 }
             }
         }
+    }
+
+    /// What `GET /version` says the serving release is.
+    pub fn version(&self) -> String {
+        let mut response = self
+            .agent
+            .get(format!("{}/version", self.base))
+            .call()
+            .expect("GET /version");
+        assert_eq!(response.status().as_u16(), 200, "GET /version");
+        let body: Value = response.body_mut().read_json().expect("version JSON");
+        body["version"].as_str().unwrap_or_default().to_string()
     }
 
     pub fn ready(&self) -> bool {

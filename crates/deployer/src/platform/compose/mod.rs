@@ -52,6 +52,8 @@ const LOG_SCAN: usize = 300;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the wait looks at the app's log for a cause that waiting cannot cure.
 const LOG_CHECK_EVERY: Duration = Duration::from_secs(3);
+/// How long a new container's address may take to answer `GET /version`.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The secret files compose.yaml mounts from `${SECRETS_DIR}`.
 pub const SECRET_FILES: [SecretFile; 2] = [
@@ -391,6 +393,11 @@ impl ComposeTarget {
         let addresses: Vec<String> = ids.iter().filter_map(|id| self.address(id)).collect();
         let mut last: String;
         loop {
+            if step.interrupted() {
+                return Err(Diagnosis::interrupted(
+                    "the proxy to route to the new release",
+                ));
+            }
             match self.proxy_servers(env) {
                 Ok(backends)
                     if backends
@@ -417,9 +424,10 @@ impl ComposeTarget {
             if Instant::now() >= deadline {
                 return Err(Diagnosis {
                     stopped: Stopped::Unhealthy,
+                    // What became of the previous release is the procedure's to say: it knows
+                    // whether there was one and whether it still serves.
                     cause: format!(
-                        "the new release is healthy but the proxy never routed to it ({last}); the previous \
-                         release kept serving"
+                        "the new release is healthy but the proxy never routed to it ({last})"
                     ),
                     fix: Some("check the proxy's log: `deployer logs proxy`".into()),
                     details: Vec::new(),
@@ -428,6 +436,53 @@ impl ComposeTarget {
             }
             thread::sleep(Duration::from_millis(250).min(remaining(deadline)));
         }
+    }
+
+    /// Asks each of the release's new containers its own `GET /version` (at its address, as the
+    /// proxy would reach it): a tag moved to another build, or a build given the wrong version,
+    /// fails here, while the previous release still serves alone. An address the deployer cannot
+    /// reach (an engine on another machine, Docker Desktop's VM) is not a failure: the smoke test
+    /// asks `/version` again through the published port after the switch.
+    fn check_versions(
+        &self,
+        release: &Release,
+        new: &[&ContainerState],
+        step: &mut Step<'_>,
+    ) -> std::result::Result<(), Diagnosis> {
+        for state in new {
+            let short: String = state.id.chars().take(12).collect();
+            let Some(address) = self.address(&state.id) else {
+                continue;
+            };
+            step.detail(&format!("asking {short} ({address}) its /version"));
+            let reported = match http::version_at(&format!("http://{address}"), VERSION_TIMEOUT) {
+                Ok(smoke) => smoke.version,
+                Err(e) => {
+                    step.detail(&format!(
+                        "{short}'s /version did not answer here ({e}); the smoke test checks it"
+                    ));
+                    continue;
+                }
+            };
+            if reported != release.version {
+                return Err(Diagnosis {
+                    stopped: Stopped::Unhealthy,
+                    cause: format!(
+                        "the image {} says it is version {reported} (GET /version of container {short}), not \
+                         {}: the tag may point at another build",
+                        release.image, release.version
+                    ),
+                    fix: Some(format!(
+                        "rebuild the release with its version, `deployer build --version {}`, then deploy it \
+                         again; `docker image inspect {}` shows which build the tag names now",
+                        release.version, release.image
+                    )),
+                    details: vec![format!("app container: {}", state.describe())],
+                    blocks: Vec::new(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Stops the old release's containers one by one (each drains while the proxy takes it out of
@@ -844,6 +899,12 @@ impl Target for ComposeTarget {
         // mostly seen `running` between Docker's restarts, but its count goes up.
         let mut first_restarts: HashMap<String, u64> = HashMap::new();
         loop {
+            // Checked first on every round: a signal must stop the wait within one round.
+            if step.interrupted() {
+                return Err(Diagnosis::interrupted(
+                    "the new release's containers to become healthy",
+                ));
+            }
             let states = self.app_states(env).unwrap_or_default();
             let ours: Vec<&ContainerState> =
                 states.iter().filter(|s| s.image == release.image).collect();
@@ -878,7 +939,19 @@ impl Target for ComposeTarget {
                     None => s.status == "running",
                 });
             if healthy {
-                return Ok(());
+                // Before the old release is retired: a container that is not the release it is
+                // labelled as is removed while the old one still serves. (The proxy finds new
+                // containers through Docker's DNS and may already route to one whose /readyz
+                // passed; the check cannot keep those few requests away from it.)
+                let old = self
+                    .rollout
+                    .borrow()
+                    .as_ref()
+                    .map(|r| r.old.clone())
+                    .unwrap_or_default();
+                let new: Vec<&ContainerState> =
+                    ours.into_iter().filter(|s| !old.contains(&s.id)).collect();
+                return self.check_versions(release, &new, step);
             }
             // Refused credentials never heal by waiting: look at the log every few seconds.
             if last_log_check.elapsed() >= LOG_CHECK_EVERY {
