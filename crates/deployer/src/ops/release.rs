@@ -153,7 +153,7 @@ fn unhealthy(
     report_diagnosis(ctx, env, release, diagnosis);
     attempt.record(Outcome::Failed)?;
     let message = format!(
-        "{} {} did not become healthy: {}",
+        "{} {} failed: {}",
         env.project(),
         release.version,
         diagnosis.cause
@@ -416,7 +416,7 @@ fn same_version(release: &Release, smoke: Smoke) -> std::result::Result<Smoke, D
     }
     Err(Diagnosis {
         cause: format!(
-            "healthy, but /version says {}, not {}: the image {} is another build than its tag says",
+            "it is healthy, but its /version says {}, not {}: the image {} is another build than its tag says",
             smoke.version, release.version, release.image
         ),
         fix: Some(format!(

@@ -1023,12 +1023,21 @@ impl Target for ComposeTarget {
             .filter(|s| !rollout.old.contains(&s.id) && s.image == release.image)
             .map(|s| s.id.as_str())
             .collect();
+        // Stopped before they are removed: the proxy finds a new container through Docker's DNS
+        // and may already send it requests (a healthy one whose /version was wrong, say). Stopped,
+        // it drains like an old release (/readyz 503 for SHUTDOWN_DELAY while it still answers,
+        // then in-flight requests finish), so no request dies with it; a crashed one stops at once.
         let removed = new.is_empty()
-            || Cmd::new("docker")
-                .args(["rm", "--force"])
-                .args(new)
-                .checked(Duration::from_secs(60))
-                .is_ok();
+            || (Cmd::new("docker")
+                .args(["stop", "--time", &DRAIN_TIMEOUT.as_secs().to_string()])
+                .args(&new)
+                .checked(DRAIN_TIMEOUT + Duration::from_secs(20))
+                .is_ok()
+                && Cmd::new("docker")
+                    .args(["rm", "--force"])
+                    .args(new)
+                    .checked(Duration::from_secs(60))
+                    .is_ok());
         if removed {
             Abandoned::PreviousKeptServing
         } else {
