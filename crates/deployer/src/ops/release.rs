@@ -61,15 +61,7 @@ pub fn release(
     };
     match outcome {
         Ok(smoke) => {
-            let facts = Facts {
-                artifact: &artifact,
-                applied: &applied.unwrap_or_default(),
-                schema_version: smoke.schema_version,
-            };
-            target.record(
-                env,
-                record(target, env, release, &facts, action, Outcome::Ok),
-            )?;
+            attempt.record(Outcome::Ok, smoke.schema_version)?;
             let elapsed = started.elapsed();
             let url = target.location(env);
             reporter.result(
@@ -111,12 +103,13 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    fn record(&self, result: Outcome) -> Result<()> {
+    /// Records the attempt with its result (and the schema its `/version` named, when healthy).
+    fn record(&self, result: Outcome, schema_version: Option<i64>) -> Result<()> {
         let none = Applied::default();
         let facts = Facts {
             artifact: self.artifact,
             applied: self.applied.unwrap_or(&none),
-            schema_version: None,
+            schema_version,
         };
         self.target.record(
             self.env,
@@ -151,7 +144,7 @@ fn unhealthy(
 ) -> Result<()> {
     let (target, env, release) = (attempt.target, attempt.env, attempt.release);
     report_diagnosis(ctx, env, release, diagnosis);
-    attempt.record(Outcome::Failed)?;
+    attempt.record(Outcome::Failed, None)?;
     let message = format!(
         "{} {} failed: {}",
         env.project(),
@@ -231,7 +224,7 @@ fn interrupted(ctx: &Context, attempt: &Attempt<'_>, diagnosis: &Diagnosis) -> E
     };
     let recorded = match attempt.applied {
         None => String::new(),
-        Some(_) => match attempt.record(Outcome::Interrupted) {
+        Some(_) => match attempt.record(Outcome::Interrupted, None) {
             Ok(()) => "; recorded as interrupted".to_string(),
             Err(e) => format!("; recording it failed: {e}"),
         },
@@ -455,29 +448,12 @@ fn restore(
         before: None,
     };
     match outcome {
-        Ok(smoke) => {
-            let facts = Facts {
-                artifact: &artifact,
-                applied: &applied.unwrap_or_default(),
-                schema_version: smoke.schema_version,
-            };
-            target.record(
-                env,
-                record(
-                    target,
-                    env,
-                    release,
-                    &facts,
-                    Action::AutoRollback,
-                    Outcome::Ok,
-                ),
-            )
-        }
+        Ok(smoke) => attempt.record(Outcome::Ok, smoke.schema_version),
         Err(diagnosis) => match diagnosis.stopped {
             Stopped::Interrupted => Err(interrupted(ctx, &attempt, &diagnosis)),
             Stopped::Unreachable => Err(unreachable(ctx, &attempt, &diagnosis)),
             Stopped::Unhealthy => {
-                attempt.record(Outcome::Failed)?;
+                attempt.record(Outcome::Failed, None)?;
                 report_diagnosis(ctx, env, release, &diagnosis);
                 Err(Error::Other(diagnosis.cause))
             }

@@ -1872,6 +1872,24 @@ fn apps_in(ns: &str, rest: &str) -> String {
 
 const NAMESPACE_PATH: &str = "/api/v1/namespaces/infra-challenge-qa";
 
+/// Counts the reads of the Deployment from now on; on the `nth`, runs `then` (a hook for
+/// [`FakeApiServer::after_request`]).
+fn on_deployment_read(
+    nth: usize,
+    mut then: impl FnMut() -> bool + Send + 'static,
+) -> impl FnMut(&Recorded, &mut Store) -> bool + Send + 'static {
+    let mut reads = 0;
+    move |request: &Recorded, _: &mut Store| {
+        if request.is("GET", &apps("deployments/challenge")) {
+            reads += 1;
+            if reads == nth {
+                return then();
+            }
+        }
+        false
+    }
+}
+
 fn overlay() -> Vec<DynamicObject> {
     manifests::parse(QA_OVERLAY).expect("the qa overlay parses")
 }

@@ -59,23 +59,6 @@ fn applied_app_images(requests: &[Recorded]) -> Vec<String> {
         .collect()
 }
 
-/// Counts the reads of the Deployment; on the `nth`, runs `then`.
-fn on_deployment_read(
-    nth: usize,
-    mut then: impl FnMut() -> bool + Send + 'static,
-) -> impl FnMut(&Recorded, &mut Store) -> bool + Send + 'static {
-    let mut reads = 0;
-    move |request: &Recorded, _: &mut Store| {
-        if request.is("GET", &apps("deployments/challenge")) {
-            reads += 1;
-            if reads == nth {
-                return then();
-            }
-        }
-        false
-    }
-}
-
 #[test]
 fn a_second_deployer_is_locked_out_then_proceeds_once_the_first_releases() {
     let fake = FakeApiServer::start();

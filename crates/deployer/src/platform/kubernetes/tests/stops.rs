@@ -34,23 +34,6 @@ fn apply_stuck_release(fake: &FakeApiServer, ctx: &Context) -> (KubernetesTarget
     (target, release)
 }
 
-/// Counts the reads of the Deployment from now on; on the `nth`, runs `then`.
-fn on_deployment_read(
-    nth: usize,
-    mut then: impl FnMut() -> bool + Send + 'static,
-) -> impl FnMut(&Recorded, &mut Store) -> bool + Send + 'static {
-    let mut reads = 0;
-    move |request: &Recorded, _: &mut Store| {
-        if request.is("GET", &apps("deployments/challenge")) {
-            reads += 1;
-            if reads == nth {
-                return then();
-            }
-        }
-        false
-    }
-}
-
 #[test]
 fn a_signal_during_the_rollout_stops_the_wait_at_the_next_poll() {
     let fake = FakeApiServer::start();
