@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Api, Run, TestEnv, V1, V2, run};
+use common::{Api, Run, TestEnv, V1, V2, deploy_args, run};
 use serde_json::Value;
 
 /// How long one spawned deploy may take (each has `--timeout 180s` of its own).
@@ -22,16 +22,7 @@ const MISLABELLED: &str = "3.0.0";
 /// `deployer deploy --target compose --version V --yes` with extra global flags, as a child
 /// process whose output is collected.
 fn spawn_deploy(env: &TestEnv, version: &str, extra: &[&str]) -> Child {
-    let mut cmd = env.command(&[
-        "deploy",
-        "--target",
-        "compose",
-        "--version",
-        version,
-        "--yes",
-        "--timeout",
-        "180s",
-    ]);
+    let mut cmd = env.command(&deploy_args(version));
     cmd.args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -319,16 +310,7 @@ fn an_image_whose_version_is_not_its_tag_fails_and_v1_keeps_serving() {
     env.tag_as(V1, MISLABELLED);
     env.deploy_ok(V1);
 
-    let run = env.deployer(&[
-        "deploy",
-        "--target",
-        "compose",
-        "--version",
-        MISLABELLED,
-        "--yes",
-        "--timeout",
-        "180s",
-    ]);
+    let run = env.deployer(&deploy_args(MISLABELLED));
     assert_eq!(run.code, 4, "a mislabelled release fails:\n{}", run.text());
     let text = run.text();
     for expected in [

@@ -6,27 +6,17 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::Command;
 
 use serde_json::Value;
 
-use common::{Run, TestEnv, V1, V2, run};
+use common::{Run, TestEnv, V1, V2, deploy_args, run_deployer};
 
 /// `deployer <args>` with RUST_LOG set as given (compose.yaml passes it to the app).
 fn deployer_with_log(env: &TestEnv, rust_log: &str, args: &[&str]) -> Run {
-    let out = run(env.command(args).env("RUST_LOG", rust_log));
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!(
-        "$ RUST_LOG={rust_log} deployer {} -> exit {}\n{}",
-        args.join(" "),
-        run.code,
-        run.text().trim_end()
-    );
-    run
+    run_deployer(
+        env.command(args).env("RUST_LOG", rust_log),
+        &format!("{} (RUST_LOG={rust_log})", args.join(" ")),
+    )
 }
 
 fn fields(change: &Value) -> Vec<(String, String, String)> {
@@ -181,28 +171,15 @@ fn a_release_that_cannot_start_is_refused_before_anything_changes() {
         yaml.replacen("  app:\n", "  app:\n    no_such_setting: true\n", 1),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployer"));
-    cmd.arg("--env")
-        .arg(&env.name)
-        .arg("--state-dir")
-        .arg(env.state.path())
-        .arg("--project-dir")
-        .arg(project.path())
-        .args(["--port", &env.port.to_string()])
-        .args([
-            "--db-image",
-            &env.db_image,
-            "--proxy-image",
-            &env.proxy_image,
-        ])
-        .args(["--repository", &env.repository])
-        .args(["deploy", "--target", "compose", "--version", V1, "--yes"]);
-    let out = run(&mut cmd);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let broken = run_deployer(
+        &mut env.command_in(project.path(), &deploy_args(V1)),
+        "deploy (a Compose file that does not resolve)",
+    );
+    assert_eq!(broken.code, 3, "{}", broken.text());
     assert!(
-        stderr.contains("does not resolve") && stderr.contains("nothing was changed"),
-        "{stderr}"
+        broken.stderr.contains("does not resolve") && broken.stderr.contains("nothing was changed"),
+        "{}",
+        broken.stderr
     );
 
     // None of the three started a container or wrote a record.

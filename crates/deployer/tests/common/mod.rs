@@ -58,6 +58,36 @@ pub fn project_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
+/// `deploy --target compose --version V --yes --timeout 180s`: a deploy as the tests run it.
+pub fn deploy_args(version: &str) -> [&str; 8] {
+    [
+        "deploy",
+        "--target",
+        "compose",
+        "--version",
+        version,
+        "--yes",
+        "--timeout",
+        "180s",
+    ]
+}
+
+/// Runs a deployer command (`shown` as its arguments in the test's log) and collects its outcome.
+pub fn run_deployer(cmd: &mut Command, shown: &str) -> Run {
+    let out = run(cmd);
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "$ deployer {shown} -> exit {}\n{}",
+        run.code,
+        run.text().trim_end()
+    );
+    run
+}
+
 /// Runs a command, panicking with its output when it cannot even start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
@@ -239,19 +269,28 @@ impl TestEnv {
 
     /// `deployer <args>` for this environment, as a CI job would call it.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_in(&project_dir(), args)
+    }
+
+    /// [`TestEnv::command`] with another checkout as `--project-dir` (a Compose file of its own).
+    pub fn command_in(&self, project: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_deployer"));
         cmd.arg("--env").arg(&self.name);
-        self.global_flags(&mut cmd);
+        self.flags_in(&mut cmd, project);
         cmd.args(args);
         cmd
     }
 
     /// The flags every run of this environment needs, except `--env`.
     pub fn global_flags(&self, cmd: &mut Command) {
+        self.flags_in(cmd, &project_dir());
+    }
+
+    fn flags_in(&self, cmd: &mut Command, project: &Path) {
         cmd.arg("--state-dir")
             .arg(self.state_dir())
             .arg("--project-dir")
-            .arg(project_dir())
+            .arg(project)
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--db-image")
@@ -263,33 +302,12 @@ impl TestEnv {
     }
 
     pub fn deployer(&self, args: &[&str]) -> Run {
-        let out = run(&mut self.command(args));
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        eprintln!(
-            "$ deployer {} -> exit {}\n{}",
-            args.join(" "),
-            run.code,
-            run.text().trim_end()
-        );
-        run
+        run_deployer(&mut self.command(args), &args.join(" "))
     }
 
     /// `deployer deploy --target compose --version V --yes`, asserted to succeed.
     pub fn deploy_ok(&self, version: &str) -> Run {
-        let run = self.deployer(&[
-            "deploy",
-            "--target",
-            "compose",
-            "--version",
-            version,
-            "--yes",
-            "--timeout",
-            "180s",
-        ]);
+        let run = self.deployer(&deploy_args(version));
         assert_eq!(run.code, 0, "deploying {version} failed:\n{}", run.text());
         run
     }
