@@ -16,14 +16,64 @@ use super::model::{
 /// The product: the `app.kubernetes.io/part-of` label of every object, and the prefix of every
 /// environment's namespace (docs/ARCHITECTURE.md, "Names").
 pub const PRODUCT: &str = "infra-challenge";
-/// At most this many scanner findings may be skipped in the whole tree, each with a reason.
+/// At most this many scanner findings may be skipped in an environment's set (the service and its
+/// database), each with a reason.
 pub const MAX_SCANNER_SKIPS: usize = 3;
+/// What the observability component adds to that budget: the Collector image's digest
+/// (components/observability/deployment.yaml).
+pub const OBSERVABILITY_SCANNER_SKIPS: usize = 1;
+/// The log agent's budget (log-agent/daemonset.yaml): its image's digest, and uid 0 twice over.
+pub const LOG_AGENT_SCANNER_SKIPS: usize = 3;
 
-/// Runs every rule over one set of objects (a rendered overlay plus the Secret examples), which
-/// must all sit in `namespace` (see `namespaces`).
-pub fn check(objects: &[Value], namespace: &str) -> Vec<String> {
+/// What one rendering is, and so what it must hold.
+pub struct Expected<'a> {
+    /// Every namespaced object of the set sits here (see `namespaces`).
+    pub namespace: &'a str,
+    /// The set is an environment's (base, overlay, deployer rendering): the service's own rules
+    /// (`service_rules`) apply. The log agent's set holds no service.
+    pub environment: bool,
+    /// The observability component is in the set: the service must export OTLP to its Collector.
+    pub exports_otlp: bool,
+    /// The most scanner skips the set may hold.
+    pub max_scanner_skips: usize,
+}
+
+impl<'a> Expected<'a> {
+    /// An environment's set without the observability component, in `namespace`.
+    pub fn environment(namespace: &'a str) -> Self {
+        Expected {
+            namespace,
+            environment: true,
+            exports_otlp: false,
+            max_scanner_skips: MAX_SCANNER_SKIPS,
+        }
+    }
+
+    /// An environment's set with the observability component added, in `namespace`.
+    pub fn observed_environment(namespace: &'a str) -> Self {
+        Expected {
+            exports_otlp: true,
+            max_scanner_skips: MAX_SCANNER_SKIPS + OBSERVABILITY_SCANNER_SKIPS,
+            ..Self::environment(namespace)
+        }
+    }
+
+    /// The log agent's set (deploy/kubernetes/log-agent/), in its own namespace.
+    pub fn log_agent() -> Self {
+        Expected {
+            namespace: super::pod_security::LOG_AGENT_NAMESPACE,
+            environment: false,
+            exports_otlp: false,
+            max_scanner_skips: LOG_AGENT_SCANNER_SKIPS,
+        }
+    }
+}
+
+/// Runs every rule over one set of objects (a rendering, plus the Secret examples for an
+/// environment's).
+pub fn check(objects: &[Value], expected: &Expected<'_>) -> Vec<String> {
     let mut violations = Vec::new();
-    super::namespaces::check(objects, namespace, &mut violations);
+    super::namespaces::check(objects, expected.namespace, &mut violations);
     recommended_labels(objects, &mut violations);
     workload_selectors(objects, &mut violations);
     services(objects, &mut violations);
@@ -32,8 +82,11 @@ pub fn check(objects: &[Value], namespace: &str) -> Vec<String> {
     network_policy_targets(objects, &mut violations);
     super::references::check(objects, &mut violations);
     image_tags(objects, &mut violations);
-    scanner_skips(objects, &mut violations);
-    super::service_rules::check(objects, &mut violations);
+    scanner_skips(objects, expected.max_scanner_skips, &mut violations);
+    super::service_rules::probe_ports(objects, &mut violations);
+    if expected.environment {
+        super::service_rules::check(objects, expected.exports_otlp, &mut violations);
+    }
     super::pod_security::check(objects, &mut violations);
     violations
 }
@@ -289,8 +342,8 @@ pub fn image_tags(objects: &[Value], out: &mut Vec<String>) {
     }
 }
 
-/// Scanner skips are few and each says why: `checkov.io/skipN: CKV_ID=reason`.
-pub fn scanner_skips(objects: &[Value], out: &mut Vec<String>) {
+/// Scanner skips are few (at most `max` in the set) and each says why: `checkov.io/skipN: CKV_ID=reason`.
+pub fn scanner_skips(objects: &[Value], max: usize, out: &mut Vec<String>) {
     let mut count = 0;
     for object in objects.iter().map(Object) {
         for (key, value) in object.annotations() {
@@ -308,9 +361,9 @@ pub fn scanner_skips(objects: &[Value], out: &mut Vec<String>) {
             }
         }
     }
-    if count > MAX_SCANNER_SKIPS {
+    if count > max {
         out.push(format!(
-            "{count} scanner skips in the set; at most {MAX_SCANNER_SKIPS} are allowed"
+            "{count} scanner skips in the set; at most {max} are allowed"
         ));
     }
 }

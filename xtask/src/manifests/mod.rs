@@ -14,6 +14,12 @@
 //!
 //! Each environment has a namespace of its own, `infra-challenge-<env>` (`namespaces`): each
 //! rendering is checked against its environment's, and the overlays against each other.
+//!
+//! The opt-in parts go through the same checks: each overlay is rendered once more with the
+//! observability component added (a temporary kustomization, as a user's overlay would list it
+//! under `components:`), and the per-cluster log agent (`deploy/kubernetes/log-agent/`) is a
+//! rendering of its own, in its own namespace, the one exception to Pod Security `restricted`
+//! (`pod_security`).
 
 mod invariants;
 pub mod model;
@@ -35,6 +41,10 @@ use xshell::{Shell, cmd};
 use crate::{pytools, util};
 
 const KUBERNETES_DIR: &str = "deploy/kubernetes";
+/// The observability component, relative to `KUBERNETES_DIR`.
+const OBSERVABILITY_COMPONENT: &str = "components/observability";
+/// The log agent's kustomization, relative to `KUBERNETES_DIR`.
+const LOG_AGENT_DIR: &str = "log-agent";
 /// Where renderings are written, for the tools and for a human to read after a failure.
 const RENDER_DIR: &str = ".xtask/manifests";
 /// The release the deployer's rendering is checked at: prod pulls from a registry (an image
@@ -44,15 +54,41 @@ const DEPLOYER_RENDER_VERSION: &str = "1.2.3";
 /// The Secret templates the base documents but does not apply.
 const SECRET_EXAMPLE: &str = "secret.example.yaml";
 
-/// One thing to check: the base or an overlay, rendered.
+/// One thing to check: the base, an overlay (with or without the observability component), the
+/// deployer's rendering, or the log agent.
 struct Rendering {
-    /// `base`, `overlays/dev`, ...
+    /// `base`, `overlays/dev`, `overlays/dev+components/observability`, `log-agent`, ...
     name: String,
     file: PathBuf,
-    /// The environment of an overlay (its directory's name); None for the base and the deployer's.
+    /// The environment of a plain overlay (its directory's name), for the checks across
+    /// environments; None for every other rendering.
     overlay_env: Option<String>,
     /// Where every namespaced object of the rendering must be.
     namespace: String,
+    kind: Kind,
+}
+
+/// What a rendering holds, which decides the rules it is held to (`invariants::Expected`).
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// The service and its database.
+    Environment,
+    /// The same, with the observability component added.
+    ObservedEnvironment,
+    /// The per-cluster log agent.
+    LogAgent,
+}
+
+impl Rendering {
+    fn expected(&self) -> invariants::Expected<'_> {
+        match self.kind {
+            Kind::Environment => invariants::Expected::environment(&self.namespace),
+            Kind::ObservedEnvironment => {
+                invariants::Expected::observed_environment(&self.namespace)
+            }
+            Kind::LogAgent => invariants::Expected::log_agent(),
+        }
+    }
 }
 
 pub fn check(sh: &Shell) -> anyhow::Result<()> {
@@ -65,7 +101,9 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
     let kubernetes = root.join(KUBERNETES_DIR);
     let examples = secret_examples(&kubernetes.join("base"))?;
 
-    util::step("kubectl kustomize: base and every overlay");
+    util::step(
+        "kubectl kustomize: base, every overlay (alone and with the observability component), log agent",
+    );
     let renderings = render_all(sh, &root, &kubernetes)?;
 
     util::step("yamllint --strict");
@@ -84,7 +122,8 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
         if rendering.name == "base" {
             files.extend(examples.iter().cloned());
         }
-        scanners::checkov(sh, &rendering.name, &files)?;
+        let max_skips = rendering.expected().max_scanner_skips;
+        scanners::checkov(sh, &rendering.name, &files, max_skips)?;
     }
 
     util::step("manifest invariants");
@@ -107,11 +146,13 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
             overlays.push((env.clone(), objects.clone()));
         }
         // The examples stand in for the real Secrets, which each environment has in its namespace.
-        objects.extend(example_objects.iter().cloned().map(|mut example| {
-            example["metadata"]["namespace"] = Value::from(rendering.namespace.as_str());
-            example
-        }));
-        let violations = invariants::check(&objects, &rendering.namespace);
+        if rendering.kind != Kind::LogAgent {
+            objects.extend(example_objects.iter().cloned().map(|mut example| {
+                example["metadata"]["namespace"] = Value::from(rendering.namespace.as_str());
+                example
+            }));
+        }
+        let violations = invariants::check(&objects, &rendering.expected());
         eprintln!(
             "{}: {} objects, {} violations",
             rendering.name,
@@ -149,7 +190,8 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Renders the base and each overlay (sorted by name) into `RENDER_DIR`.
+/// Renders the base, each overlay (sorted by name) alone and with the observability component, and
+/// the log agent into `RENDER_DIR`.
 fn render_all(sh: &Shell, root: &Path, kubernetes: &Path) -> anyhow::Result<Vec<Rendering>> {
     let out_dir = root.join(RENDER_DIR);
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -164,51 +206,126 @@ fn render_all(sh: &Shell, root: &Path, kubernetes: &Path) -> anyhow::Result<Vec<
         "no overlay with a kustomization.yaml in {KUBERNETES_DIR}/overlays"
     );
 
-    let mut renderings = Vec::new();
-    for dir in std::iter::once(kubernetes.join("base")).chain(overlays) {
-        let name = dir
-            .strip_prefix(kubernetes)
-            .unwrap_or(&dir)
-            .display()
-            .to_string();
-        let overlay_env = name
-            .strip_prefix("overlays/")
-            .map(std::string::ToString::to_string);
-        let namespace = overlay_env
-            .as_deref()
-            .map_or_else(namespaces::of_base, namespaces::of_environment);
-        let output = cmd!(sh, "kubectl kustomize {dir}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .context("running kubectl kustomize")?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        anyhow::ensure!(
-            output.status.success(),
-            "`kubectl kustomize {KUBERNETES_DIR}/{name}` failed:\n{stderr}"
-        );
-        // kustomize reports deprecated fields on stderr; the manifests must use current syntax.
-        anyhow::ensure!(
-            stderr.trim().is_empty(),
-            "`kubectl kustomize {KUBERNETES_DIR}/{name}` warned:\n{stderr}"
-        );
-        let yaml = String::from_utf8(output.stdout).context("kustomize printed non-UTF-8")?;
-        anyhow::ensure!(!yaml.trim().is_empty(), "{name} renders to nothing");
-        let file = out_dir.join(format!("{}.yaml", name.replace('/', "-")));
-        fs::write(&file, &yaml).with_context(|| format!("writing {}", file.display()))?;
-        eprintln!(
-            "{name}: rendered to {}",
-            file.strip_prefix(root).unwrap_or(&file).display()
-        );
-        renderings.push(Rendering {
-            name,
-            file,
-            overlay_env,
-            namespace,
-        });
+    let mut renderings = vec![render(
+        sh,
+        root,
+        &kubernetes.join("base"),
+        Rendering {
+            name: "base".to_string(),
+            file: out_dir.join("base.yaml"),
+            overlay_env: None,
+            namespace: namespaces::of_base(),
+            kind: Kind::Environment,
+        },
+    )?];
+    for dir in &overlays {
+        let env = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        renderings.push(render(
+            sh,
+            root,
+            dir,
+            Rendering {
+                name: format!("overlays/{env}"),
+                file: out_dir.join(format!("overlays-{env}.yaml")),
+                overlay_env: Some(env.clone()),
+                namespace: namespaces::of_environment(&env),
+                kind: Kind::Environment,
+            },
+        )?);
     }
+    for dir in &overlays {
+        renderings.push(render_observed(sh, root, &out_dir, dir)?);
+    }
+    renderings.push(render(
+        sh,
+        root,
+        &kubernetes.join(LOG_AGENT_DIR),
+        Rendering {
+            name: LOG_AGENT_DIR.to_string(),
+            file: out_dir.join(format!("{LOG_AGENT_DIR}.yaml")),
+            overlay_env: None,
+            namespace: pod_security::LOG_AGENT_NAMESPACE.to_string(),
+            kind: Kind::LogAgent,
+        },
+    )?);
     renderings.push(render_deployer(sh, root, &out_dir)?);
     Ok(renderings)
+}
+
+/// An overlay with the observability component added, the way a user adds it: a kustomization
+/// (written under `RENDER_DIR`) with the overlay as its resource, the component under `components:`
+/// and the overlay's namespace, which the component's objects take like the overlay's own.
+fn render_observed(
+    sh: &Shell,
+    root: &Path,
+    out_dir: &Path,
+    overlay: &Path,
+) -> anyhow::Result<Rendering> {
+    let env = overlay
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let namespace = namespaces::of_environment(&env);
+    let dir = out_dir.join(format!("observability-{env}"));
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // kustomize accepts only paths relative to the kustomization; RENDER_DIR/<dir> is three levels
+    // below the root.
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n\
+         kind: Kustomization\n\
+         namespace: {namespace}\n\
+         resources:\n  - ../../../{KUBERNETES_DIR}/overlays/{env}\n\
+         components:\n  - ../../../{KUBERNETES_DIR}/{OBSERVABILITY_COMPONENT}\n"
+    );
+    fs::write(dir.join("kustomization.yaml"), kustomization)
+        .with_context(|| format!("writing {}", dir.display()))?;
+    render(
+        sh,
+        root,
+        &dir,
+        Rendering {
+            name: format!("overlays/{env}+{OBSERVABILITY_COMPONENT}"),
+            file: out_dir.join(format!("overlays-{env}-observability.yaml")),
+            overlay_env: None,
+            namespace,
+            kind: Kind::ObservedEnvironment,
+        },
+    )
+}
+
+/// Renders the kustomization in `dir` into `rendering.file`: kustomize must succeed, warn about
+/// nothing and print something.
+fn render(sh: &Shell, root: &Path, dir: &Path, rendering: Rendering) -> anyhow::Result<Rendering> {
+    let name = &rendering.name;
+    let output = cmd!(sh, "kubectl kustomize {dir}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("running kubectl kustomize")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    anyhow::ensure!(
+        output.status.success(),
+        "`kubectl kustomize` of {name} ({}) failed:\n{stderr}",
+        dir.display()
+    );
+    // kustomize reports deprecated fields on stderr; the manifests must use current syntax.
+    anyhow::ensure!(
+        stderr.trim().is_empty(),
+        "`kubectl kustomize` of {name} ({}) warned:\n{stderr}",
+        dir.display()
+    );
+    let yaml = String::from_utf8(output.stdout).context("kustomize printed non-UTF-8")?;
+    anyhow::ensure!(!yaml.trim().is_empty(), "{name} renders to nothing");
+    let file = &rendering.file;
+    fs::write(file, &yaml).with_context(|| format!("writing {}", file.display()))?;
+    eprintln!(
+        "{name}: rendered to {}",
+        file.strip_prefix(root).unwrap_or(file).display()
+    );
+    Ok(rendering)
 }
 
 /// What `deployer deploy --target kubernetes --env prod` would apply, as `deployer render` prints it.
@@ -239,6 +356,7 @@ fn render_deployer(sh: &Shell, root: &Path, out_dir: &Path) -> anyhow::Result<Re
         file,
         overlay_env: None,
         namespace: namespaces::of_environment("prod"),
+        kind: Kind::Environment,
     })
 }
 

@@ -8,7 +8,6 @@ use anyhow::Context;
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
-use super::invariants::MAX_SCANNER_SKIPS;
 use crate::pytools;
 
 /// The oldest Kubernetes the manifests must apply to (the `preStop: sleep` action is on by
@@ -65,9 +64,9 @@ pub fn kubernetes_validate(sh: &Shell, files: &[PathBuf]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// checkov's Kubernetes policies: no failed check, at most `MAX_SCANNER_SKIPS` skips, each with a
-/// reason, and something was actually scanned.
-pub fn checkov(sh: &Shell, name: &str, files: &[PathBuf]) -> anyhow::Result<()> {
+/// checkov's Kubernetes policies: no failed check, at most `max_skips` skips, each with a reason,
+/// and something was actually scanned.
+pub fn checkov(sh: &Shell, name: &str, files: &[PathBuf], max_skips: usize) -> anyhow::Result<()> {
     let checkov = pytools::tool(sh, "checkov")?;
     let file_args = files
         .iter()
@@ -145,8 +144,8 @@ pub fn checkov(sh: &Shell, name: &str, files: &[PathBuf]) -> anyhow::Result<()> 
         "checkov: {failed} failed check(s) in {name} (listed above)"
     );
     anyhow::ensure!(
-        skipped as usize <= MAX_SCANNER_SKIPS,
-        "checkov: {skipped} skipped checks in {name}; at most {MAX_SCANNER_SKIPS} are allowed"
+        skipped as usize <= max_skips,
+        "checkov: {skipped} skipped checks in {name}; at most {max_skips} are allowed"
     );
     anyhow::ensure!(
         unexplained.is_empty(),

@@ -1,6 +1,8 @@
 //! Rules about the `challenge` service's own pods (those running the `infra-challenge` image):
 //! its configuration reaches the database, its probes hit the endpoints it serves, its shutdown
-//! fits in the grace period, and its egress is DNS and MySQL only.
+//! fits in the grace period, and its egress is DNS and MySQL only, plus the OTLP Collector when the
+//! observability component is in the set: then `OTEL_EXPORTER_OTLP_ENDPOINT` names the Collector's
+//! Service on one of its ports, and the NetworkPolicies let the service's pods reach the port behind it.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,8 @@ const DEFAULT_SHUTDOWN_TIMEOUT_SECS: i64 = 20;
 const DEFAULT_GRACE_PERIOD_SECS: i64 = 30;
 const MYSQL_PORT: i64 = 3306;
 const DNS_PORT: i64 = 53;
+/// Where the service sends its spans and log records (crates/challenge/src/traces.rs).
+const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// Variables the service cannot start without in a cluster.
 const REQUIRED_ENV: &[&str] = &[
     "DB_HOST",
@@ -35,7 +39,8 @@ const REQUIRED_ENV: &[&str] = &[
     "DB_PASSWORD_FILE",
 ];
 
-pub fn check(objects: &[Value], out: &mut Vec<String>) {
+/// `exports_otlp`: the observability component is in the set, so the service must export to it.
+pub fn check(objects: &[Value], exports_otlp: bool, out: &mut Vec<String>) {
     let apps: Vec<Workload<'_>> = workloads(objects)
         .into_iter()
         .filter(|w| w.runs_image(APP_IMAGE))
@@ -54,11 +59,19 @@ pub fn check(objects: &[Value], out: &mut Vec<String>) {
                 shutdown(objects, app, container, out);
             }
         }
-        egress(objects, app, out);
+        let otlp = otlp_target(objects, app, exports_otlp, out);
+        egress(objects, app, otlp.as_ref(), out);
+        if let Some(otlp) = &otlp {
+            collector_ingress(objects, app, otlp, out);
+        }
     }
+}
+
+/// Probe ports (HTTP, TCP, gRPC) are ports the container declares, in every workload of the set.
+pub fn probe_ports(objects: &[Value], out: &mut Vec<String>) {
     for workload in workloads(objects) {
         for container in workload.containers() {
-            probe_ports(&workload, container, out);
+            container_probe_ports(&workload, container, out);
         }
     }
 }
@@ -216,8 +229,7 @@ fn probes(app: &Workload<'_>, container: Container<'_>, out: &mut Vec<String>) {
     }
 }
 
-/// Probe ports (HTTP, TCP, gRPC) are ports the container declares.
-fn probe_ports(workload: &Workload<'_>, container: Container<'_>, out: &mut Vec<String>) {
+fn container_probe_ports(workload: &Workload<'_>, container: Container<'_>, out: &mut Vec<String>) {
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
         for handler in ["httpGet", "tcpSocket", "grpc"] {
             let Some(port) = container.value.pointer(&format!("/{probe}/{handler}/port")) else {
@@ -273,8 +285,14 @@ fn shutdown(
 }
 
 /// The NetworkPolicies over the service's pods restrict egress, and allow exactly two things: DNS
-/// (port 53) and the MySQL pods on 3306.
-fn egress(objects: &[Value], app: &Workload<'_>, out: &mut Vec<String>) {
+/// (port 53) and the MySQL pods on 3306; and a third when the service exports OTLP: the Collector's
+/// pods on the port its endpoint leads to.
+fn egress(
+    objects: &[Value],
+    app: &Workload<'_>,
+    otlp: Option<&OtlpTarget<'_>>,
+    out: &mut Vec<String>,
+) {
     let id = app.object.id();
     let labels = app.pod_labels();
     let policies: Vec<Object<'_>> = of_kind(objects, "NetworkPolicy")
@@ -296,20 +314,33 @@ fn egress(objects: &[Value], app: &Workload<'_>, out: &mut Vec<String>) {
         .into_iter()
         .filter(|w| w.runs_image(DB_IMAGE))
         .collect();
-    let (mut dns, mut mysql) = (false, false);
+    let (mut dns, mut mysql, mut collector) = (false, false, false);
     for policy in restricting {
         for rule in items(policy.0, "/spec/egress") {
             if is_dns_rule(rule) {
                 dns = true;
             } else if is_mysql_rule(rule, &databases) {
                 mysql = true;
+            } else if otlp.is_some_and(|target| is_otlp_rule(rule, target)) {
+                collector = true;
             } else {
                 out.push(format!(
-                    "{}: egress rule {rule} is neither DNS nor MySQL",
-                    policy.id()
+                    "{}: egress rule {rule} is neither DNS nor MySQL{}",
+                    policy.id(),
+                    if otlp.is_some() {
+                        " nor the OTLP Collector"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }
+    }
+    if let Some(target) = otlp.filter(|_| !collector) {
+        out.push(format!(
+            "{id}: egress does not allow the pods behind Service `{}` on port {} ({OTLP_ENDPOINT})",
+            target.service, target.pod_port
+        ));
     }
     if !dns {
         out.push(format!("{id}: egress does not allow DNS (port 53)"));
@@ -357,4 +388,172 @@ fn is_mysql_rule(rule: &Value, databases: &[Workload<'_>]) -> bool {
             number == Some(MYSQL_PORT) && str_at(p, "/protocol").unwrap_or("TCP") == "TCP"
         });
     peers_are_databases && ports_are_mysql
+}
+
+/// Where `OTEL_EXPORTER_OTLP_ENDPOINT` leads: a Service of the set, and the pods and container port
+/// behind the Service port it names.
+struct OtlpTarget<'a> {
+    service: &'a str,
+    collectors: Vec<Workload<'a>>,
+    pod_port: i64,
+}
+
+/// Reads the service container's `OTEL_EXPORTER_OTLP_ENDPOINT` and follows it to the Collector's
+/// pods: `http://<Service>[.<namespace>[.svc[.cluster.local]]]:<port>`, with a Service of the set
+/// and one of its ports. Unset is fine unless `required` (the observability component is in the
+/// set); anything that does not lead to pods of the set is a violation.
+fn otlp_target<'a>(
+    objects: &'a [Value],
+    app: &Workload<'a>,
+    required: bool,
+    out: &mut Vec<String>,
+) -> Option<OtlpTarget<'a>> {
+    let container = app
+        .containers()
+        .find(|c| !c.init && image_name(c.image()) == APP_IMAGE)?;
+    let id = format!("{} container {}", app.object.id(), container.name());
+    let Some(endpoint) = environment(objects, container).get(OTLP_ENDPOINT).copied() else {
+        if required {
+            out.push(format!(
+                "{id}: {OTLP_ENDPOINT} is not set, but the observability component is in the set"
+            ));
+        }
+        return None;
+    };
+    let Some(endpoint) = endpoint else {
+        out.push(format!(
+            "{id}: {OTLP_ENDPOINT} must be a literal value, so it can be checked"
+        ));
+        return None;
+    };
+    let parsed = url::Url::parse(endpoint).ok();
+    let host_port = parsed
+        .as_ref()
+        .filter(|u| u.scheme() == "http")
+        .and_then(|u| Some((u.host_str()?, u.port()?)));
+    let Some((host, port)) = host_port else {
+        out.push(format!(
+            "{id}: {OTLP_ENDPOINT} `{endpoint}` must be http://<Service>:<port>, the port written out"
+        ));
+        return None;
+    };
+    let (name, domain) = host.split_once('.').unwrap_or((host, ""));
+    let service = of_kind(objects, "Service").find(|s| s.name() == name);
+    let namespace = service.and_then(Object::namespace).unwrap_or("");
+    let in_namespace = [
+        "",
+        namespace,
+        &format!("{namespace}.svc"),
+        &format!("{namespace}.svc.cluster.local"),
+    ]
+    .contains(&domain);
+    let Some(service) = service.filter(|_| in_namespace) else {
+        out.push(format!(
+            "{id}: {OTLP_ENDPOINT} `{endpoint}` names `{host}`, which is not a Service in the set"
+        ));
+        return None;
+    };
+    let service_port = items(service.0, "/spec/ports")
+        .iter()
+        .find(|p| p.get("port").and_then(Value::as_i64) == Some(i64::from(port)));
+    let Some(target_port) = service_port.and_then(|p| p.get("targetPort")) else {
+        out.push(format!(
+            "{id}: {OTLP_ENDPOINT} `{endpoint}`: port {port} is not a port of Service `{name}`"
+        ));
+        return None;
+    };
+    let selector = Selector::from_map(service.get("/spec/selector"));
+    let collectors: Vec<Workload<'a>> = workloads(objects)
+        .into_iter()
+        .filter(|w| !selector.is_empty() && selector.matches(&w.pod_labels()))
+        .collect();
+    // `services` reports a Service without pods or with an undeclared targetPort.
+    let pod_port = collectors
+        .iter()
+        .find_map(|w| resolve_port(&w.ports(), target_port))?;
+    Some(OtlpTarget {
+        service: service.name(),
+        collectors,
+        pod_port,
+    })
+}
+
+/// Peers are only the Collector's pods of this namespace, and every port leads to its OTLP port over TCP.
+fn is_otlp_rule(rule: &Value, target: &OtlpTarget<'_>) -> bool {
+    let peers = items(rule, "/to");
+    let ports = items(rule, "/ports");
+    let peers_are_collectors = !peers.is_empty()
+        && peers.iter().all(|peer| {
+            let selector = Selector::from_value(peer.get("podSelector"));
+            peer.get("namespaceSelector").is_none()
+                && peer.get("ipBlock").is_none()
+                && !selector.is_empty()
+                && target
+                    .collectors
+                    .iter()
+                    .any(|c| selector.matches(&c.pod_labels()))
+        });
+    let ports_are_otlp = !ports.is_empty()
+        && ports.iter().all(|p| {
+            let port = p.get("port").unwrap_or(&Value::Null);
+            let number = target
+                .collectors
+                .iter()
+                .find_map(|c| resolve_port(&c.ports(), port));
+            number == Some(target.pod_port) && str_at(p, "/protocol").unwrap_or("TCP") == "TCP"
+        });
+    peers_are_collectors && ports_are_otlp
+}
+
+/// The NetworkPolicies over the Collector's pods, if any restricts ingress, admit the service's pods
+/// on the OTLP port its endpoint leads to.
+fn collector_ingress(
+    objects: &[Value],
+    app: &Workload<'_>,
+    target: &OtlpTarget<'_>,
+    out: &mut Vec<String>,
+) {
+    let app_labels = app.pod_labels();
+    for collector in &target.collectors {
+        let labels = collector.pod_labels();
+        let restricting: Vec<Object<'_>> = of_kind(objects, "NetworkPolicy")
+            .filter(|p| Selector::from_value(p.get("/spec/podSelector")).matches(&labels))
+            .filter(|p| {
+                items(p.0, "/spec/policyTypes")
+                    .iter()
+                    .any(|t| t.as_str() == Some("Ingress"))
+            })
+            .collect();
+        if restricting.is_empty() {
+            continue;
+        }
+        let admitted = restricting.iter().any(|policy| {
+            items(policy.0, "/spec/ingress").iter().any(|rule| {
+                // No `from` admits every source.
+                let peers = items(rule, "/from");
+                let from_app = peers.is_empty()
+                    || peers.iter().any(|peer| {
+                        peer.get("namespaceSelector").is_none()
+                            && peer.get("ipBlock").is_none()
+                            && Selector::from_value(peer.get("podSelector")).matches(&app_labels)
+                    });
+                let ports = items(rule, "/ports");
+                let on_port = ports.is_empty()
+                    || ports.iter().any(|p| {
+                        p.get("port")
+                            .and_then(|port| resolve_port(&collector.ports(), port))
+                            == Some(target.pod_port)
+                    });
+                from_app && on_port
+            })
+        });
+        if !admitted {
+            out.push(format!(
+                "{}: no NetworkPolicy admits the pods of {} on port {} ({OTLP_ENDPOINT})",
+                collector.object.id(),
+                app.object.id(),
+                target.pod_port
+            ));
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! broken in the way it guards against. Pure: no kubectl, no Python tools.
 
 mod namespaces;
+mod observability;
 mod pod_security;
 mod service;
 mod wiring;
@@ -118,7 +119,10 @@ fn object<'a>(objects: &'a mut [Value], kind: &str, name: &str) -> &'a mut Value
 fn violations_after(change: impl FnOnce(&mut Vec<Value>)) -> Vec<String> {
     let mut objects = base();
     change(&mut objects);
-    invariants::check(&objects, &placement::of_base())
+    invariants::check(
+        &objects,
+        &invariants::Expected::environment(&placement::of_base()),
+    )
 }
 
 #[track_caller]
@@ -136,7 +140,10 @@ fn app_container(objects: &mut [Value]) -> &mut Value {
 #[test]
 fn base_manifests_hold_every_invariant() {
     assert_eq!(
-        invariants::check(&base(), &placement::of_base()),
+        invariants::check(
+            &base(),
+            &invariants::Expected::environment(&placement::of_base())
+        ),
         Vec::<String>::new()
     );
 }

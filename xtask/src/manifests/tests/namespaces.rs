@@ -83,7 +83,10 @@ fn overlays_each_in_their_own_namespace_hold_every_invariant() {
     assert_eq!(check_environments(&overlays), Vec::<String>::new());
     for (env, objects) in &overlays {
         assert_eq!(
-            invariants::check(objects, &placement::of_environment(env)),
+            invariants::check(
+                objects,
+                &invariants::Expected::environment(&placement::of_environment(env))
+            ),
             Vec::<String>::new(),
             "overlays/{env}"
         );
