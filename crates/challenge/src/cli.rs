@@ -79,7 +79,7 @@ fn with_config(run: impl FnOnce(Config) -> anyhow::Result<()>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let traces = match telemetry::init(config.log_format, config.export_traces) {
+    let traces = match telemetry::init(config.log_format, &config.otlp) {
         Ok(traces) => traces,
         Err(err) => {
             eprintln!("challenge: {err}");

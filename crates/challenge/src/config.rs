@@ -74,14 +74,35 @@ impl Default for HttpSettings {
     }
 }
 
+/// Where an OTLP/HTTP receiver listens: what the export gate resolves (see [`crate::otlp`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpEndpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for OtlpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// The OTLP exports: each signal's receiver, or `None` when that signal is not exported. The
+/// exporters read their URLs, headers and timeouts from the standard variables themselves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OtlpSettings {
+    pub traces: Option<OtlpEndpoint>,
+    pub logs: Option<OtlpEndpoint>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub port: u16,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub log_format: LogFormat,
-    /// Export traces over OTLP (an endpoint is set and the SDK is not disabled).
-    pub export_traces: bool,
+    /// Traces and logs exported over OTLP (an endpoint is set and the SDK is not disabled).
+    pub otlp: OtlpSettings,
     pub seed_count: u32,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -138,7 +159,10 @@ impl Config {
             database,
             http,
             log_format: parse_log_format(var("LOG_FORMAT"))?,
-            export_traces: parse_trace_export(&var)?,
+            otlp: OtlpSettings {
+                traces: parse_otlp_export(&var, &TRACES)?,
+                logs: parse_otlp_export(&var, &LOGS)?,
+            },
             seed_count: parse_range("SEED_COUNT", var("SEED_COUNT"), 100, 0..=1_000_000)?,
             shutdown_delay: parse_duration(
                 "SHUTDOWN_DELAY",
@@ -238,33 +262,53 @@ fn parse_positive_duration(
     }
 }
 
-/// Whether to export traces, from the standard OpenTelemetry variables. The exporter reads the
-/// rest of them itself; what it would only complain about later is checked here, at start.
-fn parse_trace_export(var: &impl Fn(&'static str) -> Option<String>) -> Result<bool, ConfigError> {
-    if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-        return Ok(false);
-    }
-    let endpoint = [
+/// The variables that configure the OTLP export of one signal, the signal's own first.
+struct OtlpVariables {
+    endpoint: [&'static str; 2],
+    protocol: [&'static str; 2],
+}
+
+const TRACES: OtlpVariables = OtlpVariables {
+    endpoint: [
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ]
-    .into_iter()
-    .find_map(|name| var(name).map(|value| (name, value)));
-    let Some((name, url)) = endpoint else {
-        return Ok(false);
-    };
-    if !url.trim().starts_with("http://") {
-        return Err(ConfigError::new(
-            name,
-            &url,
-            "expected the http:// URL of an OTLP/HTTP receiver such as http://otel-collector:4318 \
-             (https is not supported: export to a nearby collector, which forwards over TLS)",
-        ));
-    }
-    for name in [
+    ],
+    protocol: [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ] {
+    ],
+};
+
+const LOGS: OtlpVariables = OtlpVariables {
+    endpoint: [
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ],
+    protocol: [
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ],
+};
+
+/// Where to export one signal, from the standard OpenTelemetry variables (`None`: not exported).
+/// The exporter reads the rest of them itself; what it would only complain about later is checked
+/// here, at start.
+fn parse_otlp_export(
+    var: &impl Fn(&'static str) -> Option<String>,
+    signal: &OtlpVariables,
+) -> Result<Option<OtlpEndpoint>, ConfigError> {
+    if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
+    let endpoint = signal
+        .endpoint
+        .into_iter()
+        .find_map(|name| var(name).map(|value| (name, value)));
+    let Some((name, url)) = endpoint else {
+        return Ok(None);
+    };
+    let endpoint = parse_otlp_endpoint(name, &url)?;
+    for name in signal.protocol {
         if let Some(protocol) = var(name).filter(|p| p.trim() != "http/protobuf") {
             return Err(ConfigError::new(
                 name,
@@ -273,7 +317,31 @@ fn parse_trace_export(var: &impl Fn(&'static str) -> Option<String>) -> Result<b
             ));
         }
     }
-    Ok(true)
+    Ok(Some(endpoint))
+}
+
+/// The host and port of an `http://` OTLP endpoint.
+fn parse_otlp_endpoint(name: &'static str, url: &str) -> Result<OtlpEndpoint, ConfigError> {
+    let invalid = || {
+        ConfigError::new(
+            name,
+            url,
+            "expected the http:// URL of an OTLP/HTTP receiver such as http://otel-collector:4318 \
+             (https is not supported: export to a nearby collector, which forwards over TLS)",
+        )
+    };
+    let trimmed = url.trim();
+    if !trimmed.starts_with("http://") {
+        return Err(invalid());
+    }
+    let parsed = url::Url::parse(trimmed).map_err(|_| invalid())?;
+    match (parsed.host_str(), parsed.port_or_known_default()) {
+        (Some(host), Some(port)) if !host.is_empty() => Ok(OtlpEndpoint {
+            host: host.to_owned(),
+            port,
+        }),
+        _ => Err(invalid()),
+    }
 }
 
 fn parse_log_format(value: Option<String>) -> Result<LogFormat, ConfigError> {
@@ -340,17 +408,24 @@ mod tests {
         assert_eq!(c.http.max_connections, 1024);
     }
 
+    fn endpoint(host: &str, port: u16) -> Option<OtlpEndpoint> {
+        Some(OtlpEndpoint {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
     #[test]
     fn traces_are_exported_only_to_an_http_otlp_endpoint() {
-        assert!(!config(&[]).unwrap().export_traces);
+        assert_eq!(config(&[]).unwrap().otlp, OtlpSettings::default());
         let on = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]).unwrap();
-        assert!(on.export_traces);
+        assert_eq!(on.otlp.traces, endpoint("collector", 4318));
         let disabled = config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
             ("OTEL_SDK_DISABLED", "true"),
         ])
         .unwrap();
-        assert!(!disabled.export_traces);
+        assert_eq!(disabled.otlp, OtlpSettings::default());
         let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://x:4318")]).unwrap_err();
         assert_eq!(err.variable(), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
         let err = config(&[
@@ -359,6 +434,47 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.variable(), "OTEL_EXPORTER_OTLP_PROTOCOL");
+    }
+
+    #[test]
+    fn logs_follow_the_shared_endpoint_or_their_own() {
+        let shared = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318")])
+            .unwrap()
+            .otlp;
+        assert_eq!(shared.logs, endpoint("otel-collector", 4318));
+        assert_eq!(shared.traces, shared.logs);
+        let own = config(&[(
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "http://10.0.0.7/v1/logs",
+        )])
+        .unwrap()
+        .otlp;
+        assert_eq!(own.logs, endpoint("10.0.0.7", 80), "the scheme's port");
+        assert_eq!(own.traces, None, "traces have no endpoint");
+    }
+
+    #[test]
+    fn bad_logs_variables_are_named() {
+        for url in [
+            "https://collector:4318",
+            "collector:4318",
+            "http://",
+            "http://:4318",
+        ] {
+            let err = config(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", url)]).unwrap_err();
+            assert_eq!(err.variable(), "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "{url}");
+            assert!(
+                err.to_string().contains("http://otel-collector:4318"),
+                "{err}"
+            );
+        }
+        let err = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable(), "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL");
+        assert!(err.to_string().contains("http/protobuf"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod logs;
+pub mod otlp;
 pub mod outage;
 pub mod pool;
 pub mod routes;

@@ -12,16 +12,20 @@ use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::build_info::BUILD;
-use crate::config::LogFormat;
+use crate::config::{LogFormat, OtlpSettings};
+use crate::logs::Logs;
+use crate::otlp::{Export, ExportSetupError};
 use crate::pool::PoolStatus;
-use crate::traces::{self, TraceSetupError, Traces};
+use crate::traces::{self, Traces};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Installs the global subscriber: logs as JSON (default) or text on stdout, filtered by `RUST_LOG`,
-/// and, with `export_traces`, spans to the OTLP exporter (see [`crate::traces`]), whose handle is
-/// returned for a flush at exit. Safe to call more than once (later calls keep the first subscriber).
-pub fn init(format: LogFormat, export_traces: bool) -> Result<Option<Traces>, TraceSetupError> {
+/// and, for the signals `otlp` names, spans (see [`crate::traces`]) and the same log events (see
+/// [`crate::logs`]) to their OTLP exporters, behind the gate of [`crate::otlp`]. The export's handle
+/// is returned for a flush at exit. Safe to call more than once (later calls keep the first
+/// subscriber and export nothing).
+pub fn init(format: LogFormat, otlp: &OtlpSettings) -> Result<Option<Export>, ExportSetupError> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
@@ -38,19 +42,30 @@ pub fn init(format: LogFormat, export_traces: bool) -> Result<Option<Traces>, Tr
             .boxed(),
         LogFormat::Text => fmt::layer().with_writer(std::io::stdout).boxed(),
     };
-    let (traces, spans) = match export_traces {
-        true => {
+    let (traces, spans) = match otlp.traces {
+        Some(_) => {
             let (traces, layer) = Traces::start()?;
             (Some(traces), Some(layer))
         }
-        false => (None, None),
+        None => (None, None),
     };
-    let _ = tracing_subscriber::registry()
+    let (records, records_layer) = match otlp.logs {
+        Some(_) => {
+            let (records, layer) = Logs::start()?;
+            (Some(records), Some(layer))
+        }
+        None => (None, None),
+    };
+    let installed = tracing_subscriber::registry()
         .with(filter)
         .with(logs)
         .with(spans)
-        .try_init();
-    Ok(traces)
+        .with(records_layer)
+        .try_init()
+        .is_ok();
+    // The gate starts once the subscriber is in place, so that its first verdict is logged.
+    let exporting = installed && (traces.is_some() || records.is_some());
+    Ok(exporting.then(|| Export::start(otlp, traces, records)))
 }
 
 /// The process-wide Prometheus recorder (a recorder is global, so it is installed once).
@@ -226,11 +241,14 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
                 request_id = %request_id, trace_id = %trace_id, "request")
         };
     }
-    if PROBES.contains(&route.as_str()) {
-        log_request!(debug);
-    } else {
-        log_request!(info);
-    }
+    // Inside the request's span, so that its OTLP log record carries the span's trace and span ids.
+    span.in_scope(|| {
+        if PROBES.contains(&route.as_str()) {
+            log_request!(debug);
+        } else {
+            log_request!(info);
+        }
+    });
     response
 }
 

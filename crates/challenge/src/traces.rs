@@ -1,5 +1,6 @@
 //! Traces (APM): OpenTelemetry spans exported over OTLP/HTTP (protobuf) when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, while the
+//! endpoint's host name resolves (the gate in [`crate::otlp`]).
 //!
 //! The standard variables configure it, read by the OpenTelemetry SDK itself: `OTEL_SERVICE_NAME`
 //! and `OTEL_RESOURCE_ATTRIBUTES` (the service name defaults to `challenge`), `OTEL_TRACES_SAMPLER`
@@ -8,29 +9,24 @@
 //!
 //! Export never slows a request: spans go to a bounded queue drained by a background thread, and
 //! spans that do not fit are dropped. At exit, pending spans get [`FLUSH_TIMEOUT`], no more.
+//! The resource (`service.name`, `service.version`) is the one the log records carry too.
 //!
 //! Each request is a server span named like `GET /api/tasks/{id}` with the HTTP semantic-convention
 //! attributes, whose parent is the caller's W3C `traceparent` when it sends one; each database call is
 //! a client span under it (`db.system.name`, `db.operation.name`, never parameter values).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::http::HeaderMap;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::build_info::BUILD;
-
-/// How long pending spans may take to leave at exit (a collector that is down must not hold the
-/// process past its drain).
-pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::otlp::{self, ExportSetupError, FLUSH_TIMEOUT};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -39,18 +35,20 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// The switch behind [`enabled`], which the export gate turns.
+pub(crate) fn switch() -> &'static AtomicBool {
+    &ENABLED
+}
+
 /// The running export; flushes on [`Traces::shutdown`].
 pub struct Traces {
     provider: SdkTracerProvider,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot set up OTLP trace export: {0}")]
-pub struct TraceSetupError(String);
-
 impl Traces {
-    /// Builds the exporter from the `OTEL_*` variables and the tracing layer that feeds it.
-    pub fn start<S>() -> Result<(Self, impl tracing_subscriber::Layer<S>), TraceSetupError>
+    /// Builds the exporter from the `OTEL_*` variables and the tracing layer that feeds it (idle
+    /// until the gate turns [`enabled`] on).
+    pub fn start<S>() -> Result<(Self, impl tracing_subscriber::Layer<S>), ExportSetupError>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
@@ -58,17 +56,10 @@ impl Traces {
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .build()
-            .map_err(|e| TraceSetupError(e.to_string()))?;
-        let mut resource = Resource::builder().with_attribute(opentelemetry::KeyValue::new(
-            "service.version",
-            BUILD.version,
-        ));
-        if !service_name_given(|name| std::env::var(name).ok()) {
-            resource = resource.with_service_name("challenge");
-        }
+            .map_err(|e| ExportSetupError::new("trace", e))?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(resource.build())
+            .with_resource(otlp::resource())
             .build();
         // Only the conventions' attributes: no source location, thread, target or busy/idle times.
         let layer = tracing_opentelemetry::layer()
@@ -77,27 +68,15 @@ impl Traces {
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false);
-        ENABLED.store(true, Ordering::Relaxed);
         Ok((Self { provider }, layer))
     }
 
     /// Sends what is queued, waiting at most [`FLUSH_TIMEOUT`].
     pub fn shutdown(self) {
-        ENABLED.store(false, Ordering::Relaxed);
         if let Err(err) = self.provider.shutdown_with_timeout(FLUSH_TIMEOUT) {
             tracing::warn!(error = %err, "pending spans were not all exported");
         }
     }
-}
-
-/// The user named the service through the standard variables (else it is `challenge`).
-fn service_name_given(var: impl Fn(&str) -> Option<String>) -> bool {
-    var("OTEL_SERVICE_NAME").is_some_and(|v| !v.trim().is_empty())
-        || var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attrs| {
-            attrs
-                .split(',')
-                .any(|kv| kv.trim_start().starts_with("service.name="))
-        })
 }
 
 /// The server span of a request: named by method and route template, child of the caller's
@@ -168,27 +147,5 @@ impl Extractor for Headers<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_service_is_named_challenge_unless_the_standard_variables_name_it() {
-        let none = |_: &str| None;
-        assert!(!service_name_given(none));
-        assert!(service_name_given(
-            |n: &str| (n == "OTEL_SERVICE_NAME").then(|| "tasks-api".to_owned())
-        ));
-        assert!(service_name_given(|n: &str| (n
-            == "OTEL_RESOURCE_ATTRIBUTES")
-            .then(
-                || "deployment.environment=prod, service.name=x".to_owned()
-            )));
-        assert!(!service_name_given(|n: &str| (n
-            == "OTEL_RESOURCE_ATTRIBUTES")
-            .then(|| "service.namespace=shop".to_owned())));
     }
 }

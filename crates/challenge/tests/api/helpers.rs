@@ -60,7 +60,7 @@ pub fn test_config(database: DatabaseSettings) -> Config {
         database,
         http: HttpSettings::default(),
         log_format: LogFormat::Text,
-        export_traces: false,
+        otlp: Default::default(),
         seed_count: 5,
         shutdown_delay: Duration::ZERO,
         shutdown_timeout: Duration::from_secs(5),

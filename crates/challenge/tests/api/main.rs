@@ -6,6 +6,7 @@ mod connections;
 mod credentials;
 mod helpers;
 mod hostile;
+mod logs;
 mod migrations;
 mod operations;
 mod outage;

@@ -1,5 +1,6 @@
 //! Traces: the real binary exports spans over OTLP/HTTP to a real receiver (the collector's own
-//! protobuf messages, decoded here); with the receiver gone, requests and shutdown are unaffected.
+//! protobuf messages, decoded here); with the receiver gone, requests, log export and shutdown are
+//! unaffected. The receiver takes log records too, for the tests in `logs.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -7,37 +8,49 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
 
 use crate::helpers::Binary;
 
-/// An OTLP/HTTP trace receiver on a random port, keeping every span it is sent.
-struct Receiver {
-    endpoint: String,
-    spans: Arc<Mutex<Vec<Span>>>,
+/// What an OTLP/HTTP receiver was sent: every span, and every log record with its resource.
+#[derive(Default)]
+pub struct Received {
+    pub spans: Vec<Span>,
+    pub logs: Vec<ResourceLogs>,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+/// An OTLP/HTTP receiver (`/v1/traces` and `/v1/logs`) on a random port.
+pub struct Receiver {
+    pub endpoint: String,
+    pub received: Shared,
 }
 
 impl Receiver {
-    async fn start() -> Self {
-        let spans = Arc::new(Mutex::new(Vec::new()));
+    pub async fn start() -> Self {
+        let received = Shared::default();
         let app = axum::Router::new()
-            .route("/v1/traces", post(receive))
-            .with_state(spans.clone());
+            .route("/v1/traces", post(receive_spans))
+            .route("/v1/logs", post(receive_logs))
+            .with_state(received.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { endpoint, spans }
+        Self { endpoint, received }
     }
 
     /// Waits until a span named `name` arrives, and returns all spans received by then.
-    async fn wait_for(&self, name: &str) -> Vec<Span> {
+    pub async fn wait_for(&self, name: &str) -> Vec<Span> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let spans = self.spans.lock().unwrap().clone();
+            let spans = self.received.lock().unwrap().spans.clone();
             if spans.iter().any(|s| s.name == name) {
                 return spans;
             }
@@ -47,14 +60,20 @@ impl Receiver {
     }
 }
 
-async fn receive(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> &'static str {
+async fn receive_spans(State(received): State<Shared>, body: Bytes) -> &'static str {
     let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf trace export");
-    let mut kept = spans.lock().unwrap();
+    let mut received = received.lock().unwrap();
     for resource in request.resource_spans {
         for scope in resource.scope_spans {
-            kept.extend(scope.spans);
+            received.spans.extend(scope.spans);
         }
     }
+    ""
+}
+
+async fn receive_logs(State(received): State<Shared>, body: Bytes) -> &'static str {
+    let request = ExportLogsServiceRequest::decode(body).expect("an OTLP protobuf log export");
+    received.lock().unwrap().logs.extend(request.resource_logs);
     ""
 }
 
@@ -73,7 +92,7 @@ fn text(span: &Span, key: &str) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -158,7 +177,7 @@ async fn a_request_is_a_server_span_under_the_callers_traceparent_with_a_db_span
 
 #[tokio::test]
 async fn a_collector_that_is_down_neither_slows_requests_nor_holds_the_shutdown() {
-    // A port with nothing listening: every export fails.
+    // A port with nothing listening: every export, of spans and of log records, fails.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap();
@@ -166,6 +185,7 @@ async fn a_collector_that_is_down_neither_slows_requests_nor_holds_the_shutdown(
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{closed}")),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
             ("SHUTDOWN_TIMEOUT", "2s"),
         ],
         false,
@@ -191,7 +211,8 @@ async fn a_collector_that_is_down_neither_slows_requests_nor_holds_the_shutdown(
     let started = Instant::now();
     server.terminate();
     assert_eq!(server.exit_code(Duration::from_secs(10)).await, Some(0));
-    // The drain (2 s at most, nothing in flight here) plus the bounded flush of pending spans.
+    // The drain (2 s at most, nothing in flight here) plus the bounded flush of pending spans and
+    // log records, which run side by side.
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "exit took {took:?}");
 }
