@@ -26,8 +26,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi))
 }
 
-/// The metrics: OpenMetrics 1.0 with trace exemplars on the latency histogram's buckets when the
-/// `Accept` header asks for it (as Prometheus does), else the Prometheus text format 0.0.4.
+/// The service's metrics.
+///
+/// OpenMetrics 1.0, with trace exemplars on the latency histogram's buckets, when the `Accept`
+/// header asks for it (as Prometheus does); else the Prometheus text format 0.0.4.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4, or OpenMetrics 1.0 \
         with trace exemplars when `Accept` names application/openmetrics-text", content(
