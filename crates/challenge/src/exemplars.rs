@@ -69,7 +69,8 @@ pub struct Exemplars {
 static GLOBAL: LazyLock<Exemplars> = LazyLock::new(Exemplars::default);
 
 /// Files the request as the exemplar of its bucket when its span is exported; does nothing
-/// otherwise (no trace id is computed, no lock taken). Labels as [`crate::telemetry::observe`] records them.
+/// otherwise (no trace id is computed, no lock taken). Labels as [`crate::telemetry::observe`]
+/// records them.
 pub fn record(span: &Span, method: &'static str, route: &str, status: u16, elapsed: Duration) {
     if let Some(trace_id) = traces::trace_id(span) {
         GLOBAL.insert(
@@ -179,9 +180,10 @@ impl Exemplars {
         .clone()
     }
 
-    /// Converts a 0.0.4 rendering to OpenMetrics 1.0: no blank lines; a counter family's HELP and
-    /// TYPE name it without `_total` while its samples keep (or gain) the suffix; `"` escaped in
-    /// HELP text; bucket lines of [`HISTOGRAM`] followed by their exemplar; `# EOF` at the end.
+    /// Converts a 0.0.4 rendering to OpenMetrics 1.0: no blank lines, no comments but HELP and
+    /// TYPE; a counter family's HELP and TYPE name it without `_total` while its samples keep (or
+    /// gain) the suffix; `"` escaped in HELP text; bucket lines of [`HISTOGRAM`] followed by their
+    /// exemplar; `# EOF` at the end.
     fn to_openmetrics(&self, exposition: &str) -> String {
         let counters: HashSet<&str> = exposition
             .lines()
@@ -205,9 +207,7 @@ impl Exemplars {
             } else if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
                 let _ = writeln!(out, "# TYPE {} {kind}", family(name));
-            } else if line.starts_with('#') {
-                let _ = writeln!(out, "{line}");
-            } else {
+            } else if !line.starts_with('#') {
                 let name_end = line.find(['{', ' ']).unwrap_or(line.len());
                 let (name, rest) = line.split_at(name_end);
                 let suffix = match counters.contains(name) && !name.ends_with("_total") {
@@ -384,9 +384,9 @@ http_server_request_duration_seconds_count{http_request_method="POST",http_route
     }
 
     #[test]
-    fn counters_without_the_suffix_gain_it_and_help_escapes_quotes() {
+    fn counters_gain_the_suffix_help_escapes_quotes_and_other_comments_go() {
         let rendered = "# HELP jobs_done Jobs \"done\", \\ included.\n# TYPE jobs_done counter\n\
-                        jobs_done{kind=\"a\"} 3\n";
+                        # a comment OpenMetrics has no place for\njobs_done{kind=\"a\"} 3\n";
         assert_eq!(
             Exemplars::default().to_openmetrics(rendered),
             "# HELP jobs_done Jobs \\\"done\\\", \\ included.\n# TYPE jobs_done counter\n\
