@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod exemplars;
 pub mod health;
 pub mod logs;
 pub mod otlp;

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::build_info::BUILD;
 use crate::config::{LogFormat, OtlpSettings};
+use crate::exemplars;
 use crate::logs::Logs;
 use crate::otlp::{Export, ExportSetupError};
 use crate::pool::PoolStatus;
@@ -68,21 +69,23 @@ pub fn init(format: LogFormat, otlp: &OtlpSettings) -> Result<Option<Export>, Ex
     Ok(exporting.then(|| Export::start(otlp, traces, records)))
 }
 
+/// Bucket bounds (seconds) of the duration histograms, as the OpenTelemetry HTTP semantic
+/// conventions recommend; [`crate::exemplars`] files its exemplars under the same buckets.
+pub const HTTP_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
 /// The process-wide Prometheus recorder (a recorder is global, so it is installed once).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            // Bucket bounds recommended by the OpenTelemetry HTTP semantic conventions.
-            let http_buckets = [
-                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-            ];
             let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &http_buckets)
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &HTTP_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Suffix("wait_time_seconds".into()),
-                        &http_buckets,
+                        &HTTP_BUCKETS,
                     )
                 });
             let recorder = match builder {
@@ -231,6 +234,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         "http_response_status_code" => status.to_string(),
     )
     .record(elapsed.as_secs_f64());
+    exemplars::record(&span, method_label, &route, status, elapsed);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -3,7 +3,9 @@
 //! while a known load runs (2xx, 4xx, 5xx from an instance given a wrong database password, requests
 //! made slow by a client sending its body slowly). Then, through Prometheus' HTTP API: the raw counters
 //! equal what was sent, `increase()` agrees within extrapolation, every recording rule and every
-//! dashboard query has data, and the SLO ratios match the load.
+//! dashboard query has data, and the SLO ratios match the load. A second test proves the exemplars:
+//! a Prometheus with `--enable-feature=exemplar-storage` scraping (in OpenMetrics, as it asks by default)
+//! a service that exports its spans stores the trace ids of the requests sent on the latency buckets.
 //!
 //! Needs no Docker: `TEST_DATABASE_URL` (a server where the user may create databases), the `prometheus`
 //! and `mysql` (or `mariadb`) programs; it builds the debug `challenge` binary itself. Ignored by a plain
@@ -11,11 +13,12 @@
 //! `cargo xtask test` runs it, alone: `cargo test -p e2e --test monitoring_live -- --ignored`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::{free_port, http, project_root, unique_name, wait_for_200};
 use serde_json::{Value, json};
@@ -206,6 +209,153 @@ fn prometheus_scraping_the_service_gives_every_rule_and_dashboard_panel_the_numb
     );
 }
 
+#[test]
+#[ignore = "needs TEST_DATABASE_URL and `prometheus`: run by the monitoring suite of `cargo xtask test`, \
+            or with `-- --ignored`"]
+fn prometheus_stores_the_trace_ids_of_requests_as_exemplars_of_the_latency_buckets() {
+    let prometheus_bin = require_program(
+        "prometheus",
+        "install Debian's package: apt-get install --no-install-recommends prometheus",
+    );
+    let server = DatabaseServer::from_env();
+    let database = server.create_database();
+    let binary = challenge_binary();
+    let receiver = TraceReceiver::start();
+    let service = Service::start_with(
+        &binary,
+        &server,
+        &database.name,
+        &server.password,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            // The log filter applies to spans too: the request spans are `info`.
+            ("RUST_LOG", "warn,challenge::traces=info"),
+        ],
+    );
+    wait_for_200(&service.url("/readyz"), Duration::from_secs(60));
+    let prometheus = Prometheus::start_with(
+        &prometheus_bin,
+        &[service.port],
+        &["--enable-feature=exemplar-storage"],
+    );
+    prometheus.wait_for_targets_up(1);
+
+    // Requests under known traces: each sends a `traceparent`, so its server span (and exemplar)
+    // carries the caller's trace id.
+    let agent = http();
+    let sent: Vec<String> = (1..=5u128)
+        .map(|i| format!("{:032x}", 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4700 + i))
+        .collect();
+    for trace_id in &sent {
+        let response = agent
+            .get(service.url("/api/tasks"))
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .call()
+            .expect("GET /api/tasks");
+        assert_eq!(response.status().as_u16(), 200, "GET /api/tasks");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let exemplars = prometheus.wait_for_exemplars(&format!(
+        "http_server_request_duration_seconds_bucket{{job=\"{JOB}\", http_route=\"/api/tasks\"}}"
+    ));
+    for (le, exemplar) in &exemplars {
+        let trace_id = exemplar["labels"]["trace_id"].as_str().unwrap_or_default();
+        assert!(
+            sent.iter().any(|id| id == trace_id),
+            "exemplar {exemplar} of bucket le={le} names a trace none of the requests sent: {sent:?}"
+        );
+        let value: f64 = exemplar["value"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        let bound: f64 = le.parse().unwrap_or(f64::NAN);
+        assert!(
+            value <= bound,
+            "exemplar {exemplar} lies above its bucket's bound {le}"
+        );
+        assert!(
+            receiver.received(trace_id),
+            "trace {trace_id} of an exemplar never reached the OTLP receiver"
+        );
+    }
+
+    // The OpenMetrics scrape stays healthy.
+    prometheus.wait_for_targets_up(1);
+    let targets = prometheus.get("/api/v1/targets", &[("state", "active")]);
+    for target in targets["activeTargets"].as_array().into_iter().flatten() {
+        assert_eq!(target["health"], "up", "{target}");
+        assert_eq!(target["lastError"], "", "{target}");
+    }
+}
+
+/// An OTLP/HTTP endpoint that answers 200 to every export and keeps the (protobuf) bodies, so the
+/// test can tell which trace ids reached it. HTTP/1.1 with keep-alive, as the exporter speaks it.
+struct TraceReceiver {
+    endpoint: String,
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl TraceReceiver {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the OTLP receiver");
+        let address = listener.local_addr().expect("the receiver's address");
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let kept = Arc::clone(&kept);
+                std::thread::spawn(move || answer_exports(stream, &kept));
+            }
+        });
+        Self {
+            endpoint: format!("http://{address}"),
+            bodies,
+        }
+    }
+
+    /// Whether an export held `trace_id` (32 hex digits; protobuf carries its 16 bytes as they are).
+    fn received(&self, trace_id: &str) -> bool {
+        let bytes: Vec<u8> = (0..trace_id.len() / 2)
+            .filter_map(|i| u8::from_str_radix(trace_id.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        assert_eq!(bytes.len(), 16, "{trace_id:?} is not 32 hex digits");
+        let bodies = self.bodies.lock().expect("the receiver's bodies");
+        bodies
+            .iter()
+            .any(|body| body.windows(16).any(|window| window == bytes.as_slice()))
+    }
+}
+
+/// Reads requests (head, then `content-length` bytes of body) off one connection until it closes.
+fn answer_exports(stream: TcpStream, kept: &Mutex<Vec<Vec<u8>>>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        kept.lock().expect("the receiver's bodies").push(body);
+        writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
+    }
+}
+
 /// The full path of `program` on PATH; panics with the install hint when it is missing.
 fn require_program(program: &str, hint: &str) -> PathBuf {
     std::env::var_os("PATH")
@@ -334,6 +484,17 @@ struct Service {
 
 impl Service {
     fn start(binary: &Path, server: &DatabaseServer, database: &str, password: &str) -> Self {
+        Self::start_with(binary, server, database, password, &[])
+    }
+
+    /// Like [`Service::start`], with `env` added to the process' environment.
+    fn start_with(
+        binary: &Path,
+        server: &DatabaseServer,
+        database: &str,
+        password: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let child = Command::new(binary)
             .args(["serve", "--migrate"])
@@ -346,6 +507,7 @@ impl Service {
             .env_remove("DB_PASSWORD_FILE")
             .env("RUST_LOG", "warn")
             .env("LOG_FORMAT", "text")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
@@ -605,6 +767,11 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(binary: &Path, ports: &[u16]) -> Self {
+        Self::start_with(binary, ports, &[])
+    }
+
+    /// Like [`Prometheus::start`], with `flags` added to its command line.
+    fn start_with(binary: &Path, ports: &[u16], flags: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("monitoring-live")
             .tempdir()
@@ -631,6 +798,7 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
+            .args(flags)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
@@ -707,6 +875,44 @@ impl Prometheus {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}; {expr} gives:\n{result:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// (bucket bound `le`, exemplar) of every exemplar stored for `selector`, once there is one;
+    /// panics after 20 s without any.
+    fn wait_for_exemplars(&self, selector: &str) -> Vec<(String, Value)> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs();
+        let (start, end) = ((now - 600).to_string(), (now + 600).to_string());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let data = self.get(
+                "/api/v1/query_exemplars",
+                &[("query", selector), ("start", &start), ("end", &end)],
+            );
+            let found: Vec<(String, Value)> = data
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|series| {
+                    let le = series["seriesLabels"]["le"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let exemplars = series["exemplars"].as_array().cloned().unwrap_or_default();
+                    exemplars.into_iter().map(move |e| (le.clone(), e))
+                })
+                .collect();
+            if !found.is_empty() {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exemplar for {selector} within 20 s: {data}"
             );
             std::thread::sleep(Duration::from_millis(250));
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -15,6 +15,7 @@ use super::AppState;
 use crate::build_info::BUILD;
 use crate::db;
 use crate::error::Problem;
+use crate::exemplars;
 use crate::store::StoreError;
 use crate::telemetry;
 
@@ -25,18 +26,35 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi))
 }
 
+/// The service's metrics.
+///
+/// OpenMetrics 1.0, with trace exemplars on the latency histogram's buckets, when the `Accept`
+/// header asks for it (as Prometheus does); else the Prometheus text format 0.0.4.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", body = String,
-        content_type = "text/plain; version=0.0.4")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4, or OpenMetrics 1.0 \
+        with trace exemplars when `Accept` names application/openmetrics-text", content(
+            (String = "text/plain; version=0.0.4"),
+            (String = "application/openmetrics-text; version=1.0.0")))))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     telemetry::before_scrape(state.store.pool_status());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    let rendered = state.metrics.render();
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(exemplars::wants_openmetrics);
+    match openmetrics {
+        true => (
+            [(header::CONTENT_TYPE, exemplars::OPENMETRICS_CONTENT_TYPE)],
+            exemplars::openmetrics(&rendered),
+        ),
+        false => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            rendered,
+        ),
+    }
 }
 
 /// What is running: the build, and the schema versions that tell whether this build can run
