@@ -31,8 +31,10 @@ pub fn init(format: LogFormat, otlp: &OtlpSettings) -> Result<Option<Export>, Ex
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
 
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // `RUST_LOG` filters the log lines (stdout and OTLP alike), never the spans: a quieter log must
+    // not switch traces and their exemplars off. Spans have a filter of their own.
+    let log_filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let logs = match format {
         LogFormat::Json => fmt::layer()
             .json()
@@ -58,10 +60,9 @@ pub fn init(format: LogFormat, otlp: &OtlpSettings) -> Result<Option<Export>, Ex
         None => (None, None),
     };
     let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(spans)
-        .with(records_layer)
+        .with(logs.with_filter(log_filter()))
+        .with(spans.with_filter(traces::span_filter()))
+        .with(records_layer.with_filter(log_filter()))
         .try_init()
         .is_ok();
     // The gate starts once the subscriber is in place, so that its first verdict is logged.

@@ -79,6 +79,12 @@ impl Traces {
     }
 }
 
+/// What the span exporter takes: the request and database spans built here, whatever `RUST_LOG`
+/// says (it filters log lines only), and no span of a dependency.
+pub fn span_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_target(module_path!(), tracing::Level::INFO)
+}
+
 /// The server span of a request: named by method and route template, child of the caller's
 /// `traceparent` when there is one. `Span::none()` when traces are off.
 pub fn server_span(headers: &HeaderMap, method: &str, route: &str, path: &str) -> Span {

@@ -176,6 +176,38 @@ async fn a_request_is_a_server_span_under_the_callers_traceparent_with_a_db_span
 }
 
 #[tokio::test]
+async fn a_quieter_log_filter_keeps_every_span() {
+    // RUST_LOG filters log lines only: at `warn` the request and database spans are still exported.
+    let receiver = Receiver::start().await;
+    let server = Binary::start(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RUST_LOG", "warn"),
+        ],
+        false,
+    )
+    .await;
+    let response = reqwest::get(format!("{}/api/tasks/1", server.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let spans = receiver.wait_for("GET /api/tasks/{id}").await;
+    let request = spans
+        .iter()
+        .find(|s| s.name == "GET /api/tasks/{id}")
+        .unwrap();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "SELECT tasks" && s.parent_span_id == request.span_id),
+        "no database span under the request: {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn a_collector_that_is_down_neither_slows_requests_nor_holds_the_shutdown() {
     // A port with nothing listening: every export, of spans and of log records, fails.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
