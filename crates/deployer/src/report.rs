@@ -104,7 +104,7 @@ pub struct Reporter {
 }
 
 /// The OTLP export of this run's events, when the standard variables configure one; a variable
-/// that cannot be used is a usage error naming it. The records carry the environment, the version
+/// that cannot be used (or an endpoint the exporter refuses) is a usage error naming it. The records carry the environment, the version
 /// (the command's, else the one a parent `cargo xtask ci` passed down), the ci stage and Jenkins'
 /// `BUILD_URL`.
 pub fn event_log(cli: &Cli) -> Result<Option<EventLog>, Error> {
@@ -114,12 +114,8 @@ pub fn event_log(cli: &Cli) -> Result<Option<EventLog>, Error> {
         version: command_version(cli.command.as_ref()).or(inherited.version.clone()),
         ..inherited
     };
-    EventLog::from_env("deployer", env!("CARGO_PKG_VERSION"), run).map_err(|e| match e {
-        otlp_events::Error::Config(bad) => {
-            Error::usage(format!("{bad} (OTLP export of the deployer's events)"))
-        }
-        setup => Error::Other(setup.to_string()),
-    })
+    EventLog::from_env("deployer", env!("CARGO_PKG_VERSION"), run)
+        .map_err(|e| Error::usage(format!("{e} (OTLP export of the deployer's events)")))
 }
 
 /// The environment a command acts on: `--env`, else the default; a build has none, and the
