@@ -25,11 +25,12 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates/challenge/Cargo.toml crates/challenge/
 COPY crates/deployer/Cargo.toml crates/deployer/
 COPY crates/e2e/Cargo.toml crates/e2e/
+COPY crates/otlp-events/Cargo.toml crates/otlp-events/
 COPY xtask/Cargo.toml xtask/
 # Empty stand-in sources for every member, then a release build of the dependencies alone (`--locked`:
 # exactly the versions in Cargo.lock). The service's stand-in sources and artifacts are removed so its
 # real sources are always compiled in the next step, whatever their timestamps.
-RUN for member in crates/challenge crates/deployer crates/e2e xtask; do \
+RUN for member in crates/challenge crates/deployer crates/e2e crates/otlp-events xtask; do \
       mkdir -p "$member/src" && echo 'fn main() {}' > "$member/src/main.rs" && : > "$member/src/lib.rs"; \
     done \
  && cargo build --release --locked -p challenge \

@@ -28,17 +28,38 @@ use context::Context;
 use report::Reporter;
 
 /// Parses the command line, runs the command, reports a failure once, and maps it to an exit code.
+/// Events exported over OTLP (see [`report::event_log`]) get a bounded flush before the exit.
 pub fn main_with_args() -> ExitCode {
     let cli = Cli::parse();
     let format = cli.global.output;
-    let result = Context::new(cli.global).and_then(|ctx| dispatch(&ctx, cli.command));
-    match result {
-        Ok(()) => ExitCode::from(error::exit::OK),
+    let events = match report::event_log(&cli) {
+        Ok(events) => events,
         Err(e) => {
             Reporter::new(format).error(&e);
+            return e.to_exit_code();
+        }
+    };
+    let with_events = |mut reporter: Reporter| {
+        if let Some(events) = &events {
+            reporter.send_events_to(events.clone());
+        }
+        reporter
+    };
+    let result = Context::new(cli.global).and_then(|mut ctx| {
+        ctx.reporter = with_events(ctx.reporter);
+        dispatch(&ctx, cli.command)
+    });
+    let code = match result {
+        Ok(()) => ExitCode::from(error::exit::OK),
+        Err(e) => {
+            with_events(Reporter::new(format)).error(&e);
             e.to_exit_code()
         }
+    };
+    if let Some(events) = events {
+        events.shutdown();
     }
+    code
 }
 
 fn dispatch(ctx: &Context, command: Option<Command>) -> error::Result<()> {

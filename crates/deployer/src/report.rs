@@ -10,6 +10,10 @@
 //! such a value cannot clear the screen, move the cursor or rewrite a line it did not write. In JSON
 //! events serde escapes the C0 controls and [`json_line`] the rest, so a JSON line is safe to read on
 //! a terminal too.
+//!
+//! Whatever the output format, every event is also built as JSON and, when the standard OTLP
+//! variables name an endpoint, sent as an OTLP log record (see [`event_log`] and the otlp-events
+//! crate), so a pipeline's deploys can be searched next to the service's logs.
 
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
@@ -18,6 +22,10 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+use otlp_events::{EventLog, Run};
+
+use crate::cli::{Cli, Command};
+use crate::context::DEFAULT_ENV;
 use crate::error::Error;
 use crate::interrupt::Stop;
 
@@ -91,6 +99,50 @@ pub struct Reporter {
     fancy: bool,
     /// Whether a signal asked the operation to stop: every step's waits check it.
     stop: Stop,
+    /// Where events go as OTLP log records too, when the variables configure an endpoint.
+    events: Option<EventLog>,
+}
+
+/// The OTLP export of this run's events, when the standard variables configure one; a variable
+/// that cannot be used (or an endpoint the exporter refuses) is a usage error naming it. The records carry the environment, the version
+/// (the command's, else the one a parent `cargo xtask ci` passed down), the ci stage and Jenkins'
+/// `BUILD_URL`.
+pub fn event_log(cli: &Cli) -> Result<Option<EventLog>, Error> {
+    let inherited = Run::from_env();
+    let run = Run {
+        environment: run_environment(cli),
+        version: command_version(cli.command.as_ref()).or(inherited.version.clone()),
+        ..inherited
+    };
+    EventLog::from_env("deployer", env!("CARGO_PKG_VERSION"), run)
+        .map_err(|e| Error::usage(format!("{e} (OTLP export of the deployer's events)")))
+}
+
+/// The environment a command acts on: `--env`, else the default; a build has none, and the
+/// interactive mode asks for it later.
+fn run_environment(cli: &Cli) -> Option<String> {
+    match &cli.command {
+        Some(Command::Build(_)) => None,
+        None => cli.global.env.clone(),
+        Some(_) => Some(
+            cli.global
+                .env
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ENV.to_owned()),
+        ),
+    }
+}
+
+/// The version the command names, if it names one.
+fn command_version(command: Option<&Command>) -> Option<String> {
+    match command? {
+        Command::Build(args) => args.version.clone(),
+        Command::Deploy(args) => args.version.clone(),
+        Command::Render(args) => args.version.clone(),
+        Command::Rollback(args) => args.to.clone(),
+        Command::Diff(args) => Some(args.version.clone()),
+        _ => None,
+    }
 }
 
 impl Reporter {
@@ -99,7 +151,13 @@ impl Reporter {
             format,
             fancy: format == OutputFormat::Text && std::io::stderr().is_terminal(),
             stop: Stop::process(),
+            events: None,
         }
+    }
+
+    /// Sends every event to `events` too, from now on.
+    pub fn send_events_to(&mut self, events: EventLog) {
+        self.events = Some(events);
     }
 
     /// A reporter whose steps answer to `stop` instead of the process's signals (tests).
@@ -120,13 +178,23 @@ impl Reporter {
         self.format == OutputFormat::Json
     }
 
-    /// A line of JSON on stdout: `{"event": kind, ...fields}`.
+    /// An event: an OTLP log record when events are exported, and in JSON a line on stdout,
+    /// `{"event": kind, ...fields}`.
     fn emit(&self, kind: &str, fields: Value) {
+        // Every caller builds its fields with `json!({ ... })`.
+        let fields = match fields {
+            Value::Object(fields) => fields,
+            _ => serde_json::Map::new(),
+        };
+        if let Some(events) = &self.events {
+            events.emit(kind, &fields);
+        }
+        if self.format != OutputFormat::Json {
+            return;
+        }
         let mut object = serde_json::Map::new();
         object.insert("event".into(), Value::from(kind));
-        if let Value::Object(extra) = fields {
-            object.extend(extra);
-        }
+        object.extend(fields);
         let line = json_line(&Value::Object(object));
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) is not worth failing a deploy for.
@@ -134,58 +202,58 @@ impl Reporter {
         let _ = out.flush();
     }
 
+    fn is_text(&self) -> bool {
+        self.format == OutputFormat::Text
+    }
+
     pub fn info(&self, message: &str) {
-        match self.format {
-            OutputFormat::Json => self.emit("info", json!({ "message": message })),
-            OutputFormat::Text => eprintln!("{}", printable(message)),
+        self.emit("info", json!({ "message": message }));
+        if self.is_text() {
+            eprintln!("{}", printable(message));
         }
     }
 
     pub fn warn(&self, message: &str) {
-        match self.format {
-            OutputFormat::Json => self.emit("warning", json!({ "message": message })),
-            OutputFormat::Text => eprintln!("warning: {}", printable(message)),
+        self.emit("warning", json!({ "message": message }));
+        if self.is_text() {
+            eprintln!("warning: {}", printable(message));
         }
     }
 
     /// A titled block of lines (a log tail, a health log) shown as is.
     pub fn block(&self, title: &str, lines: &[String]) {
-        match self.format {
-            OutputFormat::Json => self.emit("block", json!({ "title": title, "lines": lines })),
-            OutputFormat::Text => {
-                let title = one_line(title);
-                eprintln!("--- {title} ---");
-                for line in lines {
-                    eprintln!("  {}", printable(line));
-                }
-                eprintln!("--- end of {title} ---");
+        self.emit("block", json!({ "title": title, "lines": lines }));
+        if self.is_text() {
+            let title = one_line(title);
+            eprintln!("--- {title} ---");
+            for line in lines {
+                eprintln!("  {}", printable(line));
             }
+            eprintln!("--- end of {title} ---");
         }
     }
 
     /// What a deploy is about to change: an event of its own in JSON, the sentence on a terminal.
     pub fn changes(&self, changes: &crate::platform::Changes, human: &str) {
-        match self.format {
-            OutputFormat::Json => self.emit(
-                "diff",
-                json!({ "changes": changes.changes, "unchanged": changes.unchanged }),
-            ),
-            OutputFormat::Text => eprintln!("{}", printable(human)),
+        self.emit(
+            "diff",
+            json!({ "changes": changes.changes, "unchanged": changes.unchanged }),
+        );
+        if self.is_text() {
+            eprintln!("{}", printable(human));
         }
     }
 
     /// The data a command was asked for: `human` on a terminal, `data` as a `result` event in JSON.
     pub fn result(&self, data: Value, human: impl FnOnce() -> String) {
-        match self.format {
-            OutputFormat::Json => self.emit("result", data),
-            OutputFormat::Text => {
-                let human = human();
-                let text = printable(&human);
-                let mut out = std::io::stdout().lock();
-                let _ = write!(out, "{text}");
-                if !text.ends_with('\n') {
-                    let _ = writeln!(out);
-                }
+        self.emit("result", data);
+        if self.is_text() {
+            let human = human();
+            let text = printable(&human);
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{text}");
+            if !text.ends_with('\n') {
+                let _ = writeln!(out);
             }
         }
     }
@@ -195,20 +263,19 @@ impl Reporter {
             // Not a failure: the result already said what would change; the exit code tells.
             return;
         }
-        match self.format {
-            OutputFormat::Json => {
-                let mut fields = json!({ "kind": error.kind(), "exit_code": error.exit_code(), "message": error.to_string() });
-                if let Error::DeployFailed { restore, .. } = error {
-                    fields["restore"] = json!(restore.name());
-                }
-                self.emit("error", fields)
-            }
-            OutputFormat::Text => eprintln!("error: {}", printable(&error.to_string())),
+        let mut fields = json!({ "kind": error.kind(), "exit_code": error.exit_code(), "message": error.to_string() });
+        if let Error::DeployFailed { restore, .. } = error {
+            fields["restore"] = json!(restore.name());
+        }
+        self.emit("error", fields);
+        if self.is_text() {
+            eprintln!("error: {}", printable(&error.to_string()));
         }
     }
 
     /// Starts a step that takes a while: a spinner with elapsed time on a terminal.
     pub fn step(&self, name: &str) -> Step<'_> {
+        self.emit("step_started", json!({ "step": name }));
         let bar = if self.fancy {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -219,9 +286,8 @@ impl Reporter {
             bar.enable_steady_tick(Duration::from_millis(120));
             Some(bar)
         } else {
-            match self.format {
-                OutputFormat::Json => self.emit("step_started", json!({ "step": name })),
-                OutputFormat::Text => eprintln!("{} ...", one_line(name)),
+            if self.is_text() {
+                eprintln!("{} ...", one_line(name));
             }
             None
         };
@@ -251,16 +317,13 @@ impl Step<'_> {
             return;
         }
         self.last_detail = detail.to_string();
-        match &self.bar {
-            Some(bar) => {
-                bar.set_message(one_line(&format!("{} ({detail})", self.name)).into_owned())
-            }
-            None if self.reporter.is_json() => self.reporter.emit(
-                "step_progress",
-                json!({ "step": self.name, "detail": detail, "elapsed_ms": self.elapsed_ms() }),
-            ),
-            None => {}
+        if let Some(bar) = &self.bar {
+            bar.set_message(one_line(&format!("{} ({detail})", self.name)).into_owned());
         }
+        self.reporter.emit(
+            "step_progress",
+            json!({ "step": self.name, "detail": detail, "elapsed_ms": self.elapsed_ms() }),
+        );
     }
 
     fn elapsed_ms(&self) -> u128 {
@@ -295,12 +358,12 @@ impl Step<'_> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        match self.reporter.format {
-            OutputFormat::Json => self.reporter.emit(
-                "step_finished",
-                json!({ "step": self.name, "ok": ok, "summary": summary, "elapsed_ms": elapsed.as_millis() }),
-            ),
-            OutputFormat::Text => eprintln!("{}", one_line(&line)),
+        self.reporter.emit(
+            "step_finished",
+            json!({ "step": self.name, "ok": ok, "summary": summary, "elapsed_ms": elapsed.as_millis() }),
+        );
+        if self.reporter.is_text() {
+            eprintln!("{}", one_line(&line));
         }
         // Mark as finished so Drop does not report it again.
         self.name.clear();
@@ -312,7 +375,7 @@ impl Drop for Step<'_> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        if !self.name.is_empty() && self.reporter.is_json() {
+        if !self.name.is_empty() {
             self.reporter.emit(
                 "step_finished",
                 json!({ "step": self.name, "ok": false, "summary": "interrupted", "elapsed_ms": self.elapsed_ms() }),

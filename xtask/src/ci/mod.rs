@@ -8,20 +8,26 @@
 //! The version every stage works on (image tag, deploy, smoke test, message) is one rule, see
 //! [`version`]: `--version`, else `PIPELINE_VERSION`, else `<workspace version>-<short sha>` (with
 //! `-dirty` when the work tree has uncommitted changes).
+//!
+//! When the standard OTLP variables name an endpoint, a stage's start and end are also sent as
+//! OTLP log records, and so are the events of the deployer it runs (see [`events`]).
 
 mod deploy;
+mod events;
 mod image;
 mod notify;
 mod quality;
 mod sonar;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use xshell::{Shell, cmd};
+
+use otlp_events::{EventLog, Run};
 
 use crate::util;
 
@@ -97,6 +103,22 @@ impl Env {
 }
 
 impl Stage {
+    /// The version argument of a stage that works on a version.
+    fn version_arg(&self) -> Option<&VersionArg> {
+        match self {
+            Stage::Sonar(v) | Stage::Image(v) | Stage::Push(v) => Some(v),
+            Stage::Deploy(e) | Stage::Smoke(e) => Some(&e.version),
+            Stage::Lint | Stage::Test(_) | Stage::Coverage | Stage::Notify => None,
+        }
+    }
+
+    fn env(&self) -> Option<Env> {
+        match self {
+            Stage::Deploy(e) | Stage::Smoke(e) => Some(e.env),
+            _ => None,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Stage::Lint => "lint",
@@ -134,16 +156,15 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
         stage => stage.name().to_owned(),
     };
     let started = Instant::now();
-    let result = reports_dir().and_then(|dir| match args.stage {
-        Stage::Lint => quality::lint(sh, &dir),
-        Stage::Test(test) => quality::test(sh, &dir, test),
-        Stage::Coverage => quality::coverage(sh, &dir),
-        Stage::Sonar(v) => sonar::run(sh, &dir, &version(sh, v.version)?),
-        Stage::Image(v) => image::build(sh, &dir, &version(sh, v.version)?),
-        Stage::Push(v) => image::push(sh, &dir, &version(sh, v.version)?),
-        Stage::Deploy(e) => deploy::deploy(sh, &dir, e.env, &version(sh, e.version.version)?),
-        Stage::Smoke(e) => deploy::smoke(sh, &dir, e.env, &version(sh, e.version.version)?),
-        Stage::Notify => notify::run(&dir),
+    let result = stage_run(sh, &args.stage, &name).and_then(|run| {
+        let log = EventLog::from_env("xtask-ci", env!("CARGO_PKG_VERSION"), run.clone())?;
+        let events = events::StageEvents::start(log, &run);
+        for (variable, value) in run.child_env() {
+            sh.set_var(variable, value);
+        }
+        let result = reports_dir().and_then(|dir| execute(sh, &dir, args.stage, run.version));
+        events.finish(&result, started.elapsed());
+        result
     });
     let elapsed = started.elapsed().as_secs_f64();
     match result {
@@ -158,6 +179,46 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
             }
             std::process::exit(1);
         }
+    }
+}
+
+/// What the stage's events carry: its name, environment and version (resolved once, see
+/// [`version`]) and Jenkins' `BUILD_URL`.
+fn stage_run(sh: &Shell, stage: &Stage, name: &str) -> anyhow::Result<Run> {
+    let version = match stage.version_arg() {
+        Some(arg) => Some(version(sh, arg.version.clone())?),
+        None => None,
+    };
+    Ok(Run {
+        environment: stage.env().map(|env| env.name().to_owned()),
+        version,
+        stage: Some(name.to_owned()),
+        ..Run::from_env()
+    })
+}
+
+/// Runs the stage; `version` is the one [`stage_run`] resolved for the stages that take one.
+fn execute(
+    sh: &Shell,
+    dir: &Path,
+    stage: Stage,
+    version: Option<String>,
+) -> anyhow::Result<String> {
+    let version = || {
+        version
+            .clone()
+            .context("the stage's version was not resolved")
+    };
+    match stage {
+        Stage::Lint => quality::lint(sh, dir),
+        Stage::Test(test) => quality::test(sh, dir, test),
+        Stage::Coverage => quality::coverage(sh, dir),
+        Stage::Sonar(_) => sonar::run(sh, dir, &version()?),
+        Stage::Image(_) => image::build(sh, dir, &version()?),
+        Stage::Push(_) => image::push(sh, dir, &version()?),
+        Stage::Deploy(e) => deploy::deploy(sh, dir, e.env, &version()?),
+        Stage::Smoke(e) => deploy::smoke(sh, dir, e.env, &version()?),
+        Stage::Notify => notify::run(dir),
     }
 }
 
