@@ -5,11 +5,14 @@
 //! checks them and runs their unit tests, our own conventions hold (severity, annotations, a
 //! runbook per alert, tests that fire and stay silent), and the PrometheusRule of the Kubernetes
 //! component is their exact copy. The Alertmanager example is checked by amtool, with routing
-//! cases that pin which receiver each label set reaches.
+//! cases that pin which receiver each label set reaches. The Compose `observability` profile's
+//! Collector, Jaeger, Loki and Grafana never run here (no image, no Debian package): `wiring` checks
+//! from their files that they fit together.
 
 mod conventions;
 mod prometheusrule;
 mod routes;
+mod wiring;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,8 @@ const RULE_FILES: [&str; 2] = ["recording.yml", "alerts.yml"];
 const RULE_TESTS_DIR: &str = "deploy/monitoring/prometheus/tests";
 const ALERTMANAGER_CONFIG: &str = "deploy/monitoring/alertmanager/alertmanager.yml";
 const COMPONENT_DIR: &str = "deploy/kubernetes/components/monitoring";
+/// Every file under it is linted: rules, tests, routing, the profile's configurations, Grafana's.
+const MONITORING_DIR: &str = "deploy/monitoring";
 const PROMETHEUSRULE: &str = "deploy/kubernetes/components/monitoring/prometheusrule.yaml";
 const RUNBOOKS_DIR: &str = "docs/runbooks";
 /// What every `runbook_url` starts with: the repository's web address for files on `main`, a
@@ -93,14 +98,18 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
     util::step("kubectl kustomize: an overlay with the monitoring component");
     render_component(sh, &root)?;
 
+    util::step(
+        "the observability profile's wiring: compose.yaml, Collector, Jaeger, Loki, Grafana",
+    );
+    wiring::check(sh, &root)?;
+
     util::step("yamllint --strict");
     let yamllint = pytools::tool(sh, "yamllint")?;
     let config = root.join(".yamllint");
     let lint_targets = [
-        root.join(RULES_DIR),
-        root.join(RULE_TESTS_DIR),
-        alertmanager.clone(),
+        root.join(MONITORING_DIR),
         root.join(COMPONENT_DIR),
+        root.join("deploy/compose/compose.yaml"),
     ];
     cmd!(
         sh,

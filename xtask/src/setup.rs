@@ -191,6 +191,8 @@ pub fn needs(suites: &[Suite], coverage: bool) -> Vec<Need> {
                 needs.extend([
                     Need::Package(PROMETHEUS.name),
                     Need::Package(ALERTMANAGER.name),
+                    // `docker-compose config` of the observability profile (monitoring/wiring.rs).
+                    Need::Compose,
                     Need::PythonTools,
                 ]);
             }

@@ -727,12 +727,22 @@ fn rules_dir() -> PathBuf {
     project_root().join("deploy/monitoring/prometheus/rules")
 }
 
-/// (panel title, expression) of every query of every dashboard under deploy/monitoring/grafana.
+/// (panel title, expression) of every Prometheus query of every dashboard under
+/// deploy/monitoring/grafana. Queries of other data sources (the Loki logs panel: LogQL, which this
+/// Prometheus cannot run) are left out; a query names its data source, else its panel does.
 fn dashboard_queries() -> Vec<(String, String)> {
     fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
         for panel in panels.as_array().into_iter().flatten() {
             let title = panel["title"].as_str().unwrap_or("?");
             for target in panel["targets"].as_array().into_iter().flatten() {
+                let source = if target["datasource"].is_object() {
+                    &target["datasource"]
+                } else {
+                    &panel["datasource"]
+                };
+                if source["type"] != "prometheus" {
+                    continue;
+                }
                 if let Some(expr) = target["expr"].as_str() {
                     out.push((title.to_owned(), expr.to_owned()));
                 }

@@ -1,7 +1,10 @@
 //! The Compose `observability` profile: db, app, proxy, Prometheus and Alertmanager from
-//! `deploy/compose/compose.yaml` (Grafana has no stand-in, so it is left out where its image cannot be
-//! pulled). Prometheus must scrape the service (`app:8000` on the project's network, past the proxy),
-//! load the rules and find Alertmanager.
+//! `deploy/compose/compose.yaml`. The profile's OpenTelemetry Collector, Jaeger, Loki and Grafana have
+//! no stand-in (Debian packages none of them), so `up` names the services that can run here and
+//! Compose starts those alone; their wiring is checked from the files by `cargo xtask test --only
+//! monitoring` (xtask/src/monitoring/wiring.rs). Prometheus must scrape the service (`app:8000` on the
+//! project's network, past the proxy), keep exemplars, load the rules and find Alertmanager; the app
+//! names the Collector and is healthy while no Collector runs.
 //!
 //! The monitoring images are `PROMETHEUS_IMAGE` and `ALERTMANAGER_IMAGE` when set, else the upstream
 //! images when the engine has them, else the stand-ins `cargo xtask airgap-images` builds.
@@ -14,6 +17,10 @@ use e2e::{
 use serde_json::Value;
 
 const PROFILE_SERVICES: [&str; 5] = ["db", "app", "proxy", "prometheus", "alertmanager"];
+/// The profile's services without a stand-in: never started here.
+const NOT_STARTED: [&str; 4] = ["otel-collector", "jaeger", "loki", "grafana"];
+/// Where the app sends spans and log records (compose.yaml's default).
+const APP_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318";
 
 #[test]
 fn observability_profile_scrapes_the_app_loads_the_rules_and_reaches_alertmanager() {
@@ -27,6 +34,21 @@ fn observability_profile_scrapes_the_app_loads_the_rules_and_reaches_alertmanage
     wait_for_health(&app, "healthy", Duration::from_secs(180));
     wait_for_health(&prometheus, "healthy", Duration::from_secs(90));
     wait_for_health(&alertmanager, "healthy", Duration::from_secs(90));
+
+    // Only what can run here was started; the app names the Collector, and the Collector's absence
+    // costs it nothing (it turned healthy above).
+    for service in NOT_STARTED {
+        let listed = profile.project.run(&["ps", "-q", service]);
+        assert!(
+            listed.trim().is_empty(),
+            "{service} was started, but it has no stand-in here: {listed}"
+        );
+    }
+    let app_env = inspect(&app, "{{json .Config.Env}}");
+    assert!(
+        app_env.contains(APP_OTLP_ENDPOINT),
+        "the app does not name the Collector: {app_env}"
+    );
 
     // Hardened like the rest of the stack.
     for container in [&prometheus, &alertmanager] {
@@ -66,6 +88,14 @@ fn observability_profile_scrapes_the_app_loads_the_rules_and_reaches_alertmanage
     };
     assert_eq!(target["labels"]["instance"], "app:8000");
     assert_eq!(target["labels"]["env"], "local");
+
+    // Exemplars are kept: the flag is on, and the stand-in's Prometheus understands it.
+    let flags = get(profile.prometheus("/api/v1/status/flags"));
+    let features = flags["data"]["enable-feature"].as_str().unwrap_or_default();
+    assert!(
+        features.split(',').any(|f| f == "exemplar-storage"),
+        "Prometheus runs without exemplar storage: {flags:#}"
+    );
 
     // Both rule files loaded, and no rule fails to evaluate.
     let rules = get(profile.prometheus("/api/v1/rules"));
