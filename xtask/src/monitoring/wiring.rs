@@ -190,6 +190,13 @@ impl Stack {
                 COLLECTOR.service
             )];
         };
+        if value.contains("${OTEL_") {
+            return vec![format!(
+                "{COMPOSE_FILE}: {APP}'s {APP_ENDPOINT} {value:?} takes an OTEL_* variable of the \
+                 shell running Compose, where it names the host's own Collector address; use a \
+                 variable of the app's own (APP_OTLP_ENDPOINT)"
+            )];
+        }
         let url = variable_default(value).unwrap_or(value);
         let Some(target) = Target::parse(url) else {
             return vec![format!(
@@ -1040,13 +1047,20 @@ mod tests {
         assert_reported(
             |s| {
                 *at(&mut s.compose, &endpoint) =
-                    json!("${OTEL_EXPORTER_OTLP_ENDPOINT:-http://otel-collector:4317}")
+                    json!("${APP_OTLP_ENDPOINT:-http://otel-collector:4317}")
             },
             "otel-collector:4317 over Http",
         );
         assert_reported(
             |s| *at(&mut s.compose, &endpoint) = json!("http://collector:4318"),
             "names \"collector\", not the Collector's service",
+        );
+        assert_reported(
+            |s| {
+                *at(&mut s.compose, &endpoint) =
+                    json!("${OTEL_EXPORTER_OTLP_ENDPOINT:-http://otel-collector:4318}")
+            },
+            "takes an OTEL_* variable of the shell running Compose",
         );
     }
 
