@@ -175,22 +175,23 @@ struct Gate {
 }
 
 impl Gate {
-    /// Checks every watch now, then again every [`RECHECK`] on a thread of its own.
+    /// Checks every watch at once, then again every [`RECHECK`], on a thread of its own: a lookup
+    /// that takes seconds (a resolver that does not answer) never delays the start.
     fn start(mut watches: Vec<Watch>) -> Self {
         let open = Arc::new(Mutex::new(true));
         let switches = watches.iter().flat_map(|w| w.switches.clone()).collect();
-        check_all(&mut watches, &open);
         let (stop, stopped) = mpsc::channel::<()>();
         let thread_open = open.clone();
         let spawned = std::thread::Builder::new()
             .name("otlp-gate".into())
             .spawn(move || {
+                check_all(&mut watches, &thread_open);
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(RECHECK) {
                     check_all(&mut watches, &thread_open);
                 }
             });
         if let Err(err) = spawned {
-            tracing::warn!(error = %err, "cannot start the OTLP gate thread: endpoints are not checked again");
+            tracing::warn!(error = %err, "cannot start the OTLP gate thread: nothing is exported");
         }
         Self {
             open,
@@ -309,6 +310,11 @@ mod tests {
         };
         let mut watches = vec![Watch::new(endpoint, &SWITCH, "logs")];
         let gate = Gate::start(watches.clone());
+        // The first check runs on the gate's thread, at once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !SWITCH.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(
             SWITCH.load(Ordering::Relaxed),
             "an IP literal opens the gate"
