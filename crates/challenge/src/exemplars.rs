@@ -22,10 +22,7 @@ use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tracing::Span;
-
 use crate::telemetry::HTTP_BUCKETS;
-use crate::traces;
 
 /// The histogram that carries exemplars.
 pub const HISTOGRAM: &str = "http_server_request_duration_seconds";
@@ -68,20 +65,17 @@ pub struct Exemplars {
 /// The store fed by [`record`] and read by [`openmetrics`].
 static GLOBAL: LazyLock<Exemplars> = LazyLock::new(Exemplars::default);
 
-/// Files the request as the exemplar of its bucket when its span is exported; does nothing
-/// otherwise (no trace id is computed, no lock taken). Labels as [`crate::telemetry::observe`]
-/// records them.
-pub fn record(span: &Span, method: &'static str, route: &str, status: u16, elapsed: Duration) {
-    if let Some(trace_id) = traces::trace_id(span) {
-        GLOBAL.insert(
-            method,
-            route,
-            status,
-            elapsed.as_secs_f64(),
-            trace_id,
-            SystemTime::now(),
-        );
-    }
+/// Files a request whose span is exported (`trace_id`, from [`crate::traces::trace_id`]) as the
+/// exemplar of its bucket. Labels as [`crate::telemetry::observe`] records them.
+pub fn record(trace_id: String, method: &'static str, route: &str, status: u16, elapsed: Duration) {
+    GLOBAL.insert(
+        method,
+        route,
+        status,
+        elapsed.as_secs_f64(),
+        trace_id,
+        SystemTime::now(),
+    );
 }
 
 /// The exporter's 0.0.4 rendering as OpenMetrics, with the exemplars recorded so far.

@@ -209,8 +209,11 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let span = traces::server_span(req.headers(), method_label, &route, req.uri().path());
-    // The exported span's trace id when there is one; else the caller's `traceparent`, or new.
-    let trace_id = traces::trace_id(&span)
+    // The exported span's trace id when there is one (also the latency exemplar's); else the
+    // caller's `traceparent`, or new.
+    let exported_trace_id = traces::trace_id(&span);
+    let trace_id = exported_trace_id
+        .clone()
         .or_else(|| {
             req.headers()
                 .get("traceparent")
@@ -235,7 +238,9 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         "http_response_status_code" => status.to_string(),
     )
     .record(elapsed.as_secs_f64());
-    exemplars::record(&span, method_label, &route, status, elapsed);
+    if let Some(exported) = exported_trace_id {
+        exemplars::record(exported, method_label, &route, status, elapsed);
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
