@@ -107,6 +107,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(config: Config, options: StartOptions) -> anyhow::Result<()> {
+    crate::attribution::init();
     runtime()?.block_on(async {
         let app = Application::build(config, options).await?;
         app.run_until_stopped(shutdown_signal()).await?;

@@ -2,6 +2,7 @@
 //!
 //! `main.rs` calls [`cli::main`]; tests start the real application through [`startup::Application`].
 
+pub mod attribution;
 pub mod build_info;
 pub mod cli;
 pub mod config;

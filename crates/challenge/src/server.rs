@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tower::ServiceExt;
 
+use crate::attribution::{self, Part};
 use crate::config::HttpSettings;
 
 /// Serves `app` on `listener` until `stop` resolves, then closes the listener and asks every
@@ -70,6 +71,14 @@ pub async fn serve(
         };
         // Responses are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
+        if !attribution::on(Part::Limits) {
+            // Neither cap nor timeouts: hyper's connection alone (attribution builds only).
+            drop(permit);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), PlainService(app.clone()));
+            tokio::spawn(graceful.watch(connection));
+            continue;
+        }
         let connection = serve_connection(
             stream,
             app.clone(),
@@ -78,10 +87,15 @@ pub async fn serve(
             closing_rx.clone(),
         );
         let open = open.clone();
+        let metered = attribution::on(Part::Metrics);
         tokio::spawn(async move {
-            open.increment(1.0);
+            if metered {
+                open.increment(1.0);
+            }
             connection.await;
-            open.decrement(1.0);
+            if metered {
+                open.decrement(1.0);
+            }
             drop(permit);
         });
     }
@@ -324,6 +338,20 @@ impl hyper::service::Service<Request<Incoming>> for PhaseService {
             activity.request_done();
             response
         })
+    }
+}
+
+/// The router alone, for a connection without limits (attribution builds only).
+#[derive(Clone)]
+struct PlainService(Router);
+
+impl hyper::service::Service<Request<Incoming>> for PlainService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        Box::pin(self.0.clone().oneshot(request))
     }
 }
 

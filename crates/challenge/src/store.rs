@@ -9,6 +9,7 @@ use sqlx::types::time::PrimitiveDateTime;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
+use crate::attribution::{self, Part};
 use crate::outage::Outage;
 use crate::pool::{Pool, PoolError, PoolStatus};
 use crate::task::{NewTask, Task, TaskPatch};
@@ -128,10 +129,21 @@ impl TaskStore {
         work: impl AsyncFnOnce(&mut MySqlConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let call = self.pool.run(work).instrument(traces::db_span(operation));
-        let outcome = tokio::time::timeout(self.timeout, call).await;
-        metrics::histogram!("db_client_operation_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
+        let span = if attribution::on(Part::Tracing) {
+            traces::db_span(operation)
+        } else {
+            tracing::Span::none()
+        };
+        let call = self.pool.run(work).instrument(span);
+        let outcome = if attribution::on(Part::Limits) {
+            tokio::time::timeout(self.timeout, call).await
+        } else {
+            Ok(call.await)
+        };
+        if attribution::on(Part::Metrics) {
+            metrics::histogram!("db_client_operation_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
         match outcome {
             Ok(result) => Ok(result?),
             Err(_) => Err(timed_out(self.timeout)),

@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
+use crate::attribution::{self, Part};
 use crate::build_info::BUILD;
 use crate::config::{LogFormat, OtlpSettings};
 use crate::exemplars;
@@ -189,16 +190,26 @@ fn record_pool_gauges(pool: PoolStatus) {
 /// (`debug` for the probes, whose callers poll every few seconds; `info` for the rest).
 pub async fn observe(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        req.headers_mut().insert(REQUEST_ID, value);
-    }
+    let (ids, metered, traced) = (
+        attribution::on(Part::RequestId),
+        attribution::on(Part::Metrics),
+        attribution::on(Part::Tracing),
+    );
+    let request_id = if ids {
+        let request_id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            req.headers_mut().insert(REQUEST_ID, value);
+        }
+        request_id
+    } else {
+        String::new()
+    };
     let method = req.method().clone();
     // Every label value comes from a closed set, never from the request as sent: the method is one
     // of the standard ones or `_OTHER`, the route is the matched template (never the raw path) or
@@ -208,41 +219,62 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let span = traces::server_span(req.headers(), method_label, &route, req.uri().path());
+    let span = if traced {
+        traces::server_span(req.headers(), method_label, &route, req.uri().path())
+    } else {
+        tracing::Span::none()
+    };
     // The exported span's trace id when there is one (also the latency exemplar's); else the
     // caller's `traceparent`, or new.
     let exported_trace_id = traces::trace_id(&span);
-    let trace_id = exported_trace_id
-        .clone()
-        .or_else(|| {
-            req.headers()
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(trace_id_of)
-        })
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let trace_id = if ids {
+        exported_trace_id
+            .clone()
+            .or_else(|| {
+                req.headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(trace_id_of)
+            })
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+    } else {
+        String::new()
+    };
 
     let active =
         metrics::gauge!("http_server_active_requests", "http_request_method" => method_label);
-    active.increment(1.0);
-    let mut response = next.run(req).instrument(span.clone()).await;
-    active.decrement(1.0);
+    if metered {
+        active.increment(1.0);
+    }
+    let mut response = if traced {
+        next.run(req).instrument(span.clone()).await
+    } else {
+        next.run(req).await
+    };
+    if metered {
+        active.decrement(1.0);
+    }
 
     let status = response.status().as_u16();
     traces::record_status(&span, status);
     let elapsed = started.elapsed();
-    metrics::histogram!(
-        "http_server_request_duration_seconds",
-        "http_request_method" => method_label,
-        "http_route" => route.clone(),
-        "http_response_status_code" => status.to_string(),
-    )
-    .record(elapsed.as_secs_f64());
-    if let Some(exported) = exported_trace_id {
-        exemplars::record(exported, method_label, &route, status, elapsed);
+    if metered {
+        metrics::histogram!(
+            "http_server_request_duration_seconds",
+            "http_request_method" => method_label,
+            "http_route" => route.clone(),
+            "http_response_status_code" => status.to_string(),
+        )
+        .record(elapsed.as_secs_f64());
+        if let Some(exported) = exported_trace_id {
+            exemplars::record(exported, method_label, &route, status, elapsed);
+        }
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if ids && let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
+    }
+    if !traced {
+        return response;
     }
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     macro_rules! log_request {
