@@ -26,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::attribution::{self, Part};
@@ -129,13 +129,13 @@ enum Phase {
 }
 
 /// A connection's phase and when it entered it, shared by its socket, its service and its watchdog.
+/// A phase change is two atomic stores: the watchdog is not woken, it reads them when it wakes
+/// (see [`watchdog`]).
 struct Activity {
     born: Instant,
     phase: AtomicU8,
     since_ms: AtomicU64,
     served: AtomicU64,
-    /// Wakes the watchdog on every phase change (a permit is kept when it is not waiting).
-    changed: Notify,
 }
 
 impl Activity {
@@ -145,7 +145,6 @@ impl Activity {
             phase: AtomicU8::new(Phase::Idle as u8),
             since_ms: AtomicU64::new(0),
             served: AtomicU64::new(0),
-            changed: Notify::new(),
         }
     }
 
@@ -164,7 +163,6 @@ impl Activity {
         let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.since_ms.store(now, Ordering::Relaxed);
         self.phase.store(phase as u8, Ordering::Release);
-        self.changed.notify_one();
     }
 
     fn phase(&self) -> Phase {
@@ -234,6 +232,11 @@ async fn serve_connection(
 /// Resolves with the phase a connection overstayed, or at shutdown when the connection is still
 /// receiving its first request (hyper's graceful shutdown closes idle connections, but would wait
 /// for such a client to finish its request, however slowly it sends).
+///
+/// Phase changes do not wake it (that would be three wake-ups per request); it wakes at the
+/// deadline of the phase it saw, and never later than one header allowance from now. That bound
+/// keeps every deadline exact: a request head that starts at any later moment `t` is due at
+/// `t + header_timeout`, after the watchdog's next wake-up, which then sleeps until that deadline.
 async fn watchdog(
     activity: &Activity,
     limits: &HttpSettings,
@@ -244,17 +247,12 @@ async fn watchdog(
         if *closing.borrow() && activity.receiving_first_request() {
             return phase;
         }
-        let wait = match allowance(phase, limits) {
-            Some(allowed) => match allowed.checked_sub(activity.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => return phase,
-            },
-            // Until the phase changes.
-            None => Duration::from_secs(24 * 60 * 60),
+        let wait = match next_check(phase, activity.elapsed(), limits) {
+            Some(wait) => wait,
+            None => return phase,
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = activity.changed.notified() => {}
             changed = closing.changed() => {
                 // The sender lives until every connection is gone; without it, stop watching.
                 if changed.is_err() {
@@ -262,6 +260,21 @@ async fn watchdog(
                 }
             }
         }
+    }
+}
+
+/// How long the watchdog may sleep before it looks again at a connection that has been in `phase`
+/// for `elapsed`: until the phase's deadline, but at most one header allowance (see [`watchdog`]).
+/// `None` when the deadline has passed.
+fn next_check(phase: Phase, elapsed: Duration, limits: &HttpSettings) -> Option<Duration> {
+    let bound = limits.header_timeout;
+    match allowance(phase, limits) {
+        Some(allowed) => match allowed.checked_sub(elapsed) {
+            Some(left) if !left.is_zero() => Some(left.min(bound)),
+            _ => None,
+        },
+        // Busy: no deadline of its own; the next phase (idle) may start at any moment.
+        None => Some(bound),
     }
 }
 
@@ -375,6 +388,29 @@ mod tests {
             Some(Duration::from_secs(2))
         );
         assert_eq!(allowance(Phase::Busy, &limits), None);
+    }
+
+    #[test]
+    fn the_watchdog_sleeps_until_the_deadline_but_never_longer_than_a_header_allowance() {
+        let limits = HttpSettings {
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1,
+        };
+        let secs = Duration::from_secs;
+        // Idle for 10 s of 60: a request head may start any moment, so look again within 2 s.
+        assert_eq!(next_check(Phase::Idle, secs(10), &limits), Some(secs(2)));
+        // Idle for 59 s: one second is left.
+        assert_eq!(next_check(Phase::Idle, secs(59), &limits), Some(secs(1)));
+        assert_eq!(next_check(Phase::Idle, secs(60), &limits), None);
+        // A head started 500 ms ago is due in 1.5 s.
+        assert_eq!(
+            next_check(Phase::ReadingHead, Duration::from_millis(500), &limits),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(next_check(Phase::ReadingHead, secs(3), &limits), None);
+        // Busy has no deadline: looked at again every header allowance.
+        assert_eq!(next_check(Phase::Busy, secs(300), &limits), Some(secs(2)));
     }
 
     #[test]
