@@ -29,11 +29,22 @@ impl Service {
     /// to a free port, and waits until it is ready: `challenge healthcheck` passes (`/readyz` answers
     /// 200). Fails as soon as the process exits, and when `ready_timeout` passes first.
     pub fn start(
-        mut serve: Command,
+        serve: Command,
         output: Output,
         ready_timeout: Duration,
     ) -> anyhow::Result<Service> {
         let binary = PathBuf::from(serve.get_program());
+        Self::start_checked_by(serve, &binary, output, ready_timeout)
+    }
+
+    /// [`Service::start`] for a `serve` command that runs the binary under another program (valgrind):
+    /// `binary healthcheck` tells when it is ready.
+    pub fn start_checked_by(
+        mut serve: Command,
+        binary: &Path,
+        output: Output,
+        ready_timeout: Duration,
+    ) -> anyhow::Result<Service> {
         let port = util::free_port()?;
         serve.env("PORT", port.to_string());
         let log = match output {
@@ -52,7 +63,7 @@ impl Service {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut service = Service { child, port };
-        service.wait_ready(&binary, log.as_deref(), ready_timeout)?;
+        service.wait_ready(binary, log.as_deref(), ready_timeout)?;
         Ok(service)
     }
 

@@ -5,6 +5,7 @@
 
 mod deploy;
 mod image;
+mod instructions;
 mod profile;
 mod proxy;
 mod service;
@@ -43,6 +44,9 @@ enum Part {
     /// The Compose stack's reverse proxy: its cost per request (through it vs the app container
     /// directly) and the requests lost while `deployer` upgrades and rolls back under load.
     Proxy,
+    /// Instructions the service executes per GET one task (callgrind), with each part of the
+    /// request path switched off in turn, and by crate. Not part of the default run.
+    Instructions,
     /// Where the service spends CPU time serving GET one task (perf): printed and written under
     /// target/, not to the document. Not part of the default run.
     Profile,
@@ -55,6 +59,7 @@ impl Part {
             Part::Image => "image",
             Part::Deploy => "deploy",
             Part::Proxy => "proxy",
+            Part::Instructions => "instructions",
             Part::Profile => "profile",
         }
     }
@@ -89,6 +94,7 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
             Part::Image => image::measure(sh)?,
             Part::Deploy => deploy::measure(sh)?,
             Part::Proxy => proxy::measure(sh, &invocation())?,
+            Part::Instructions => instructions::measure(sh, &invocation())?,
             Part::Profile => {
                 profile::run(sh)?;
                 continue;
