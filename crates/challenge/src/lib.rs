@@ -20,4 +20,5 @@ pub mod startup;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+pub mod timestamp;
 pub mod traces;

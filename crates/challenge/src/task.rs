@@ -25,10 +25,10 @@ pub struct Task {
     pub description: Option<String>,
     pub done: bool,
     /// RFC 3339, UTC.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: OffsetDateTime,
     /// RFC 3339, UTC.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub updated_at: OffsetDateTime,
 }
 
