@@ -30,11 +30,17 @@ pub struct Args {
     /// --baseline, else 1].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: Option<u32>,
+    /// Service: also build the service with the cargo feature `attribution` and measure GET one
+    /// task with each of its features switched off in turn (CHALLENGE_ATTRIBUTION_OFF), and with
+    /// request logs on: what each costs per request.
+    #[arg(long)]
+    attribution: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Part {
-    /// The service under wrk, next to sysbench's point-select ceiling of the same server.
+    /// The service under wrk, beside a plain Go peer of the same routes (bench/go-peer), next to
+    /// sysbench's point-select ceiling of the same server.
     Service,
     /// The runtime image: size, cold build, rebuild after one edit, Compose up to healthy.
     Image,
@@ -43,8 +49,8 @@ enum Part {
     /// The Compose stack's reverse proxy: its cost per request (through it vs the app container
     /// directly) and the requests lost while `deployer` upgrades and rolls back under load.
     Proxy,
-    /// Where the service spends CPU time serving GET one task (perf): printed and written under
-    /// target/, not to the document. Not part of the default run.
+    /// Where the service and the Go peer spend CPU time serving GET one task (perf): printed and
+    /// written under target/, not to the document. Not part of the default run.
     Profile,
 }
 
@@ -70,14 +76,16 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
         args.only.clone()
     };
     anyhow::ensure!(
-        parts.contains(&Part::Service) || (args.baseline.is_none() && args.rounds.is_none()),
-        "--baseline and --rounds apply to the service part: add `--only service`"
+        parts.contains(&Part::Service)
+            || (args.baseline.is_none() && args.rounds.is_none() && !args.attribution),
+        "--baseline, --rounds and --attribution apply to the service part: add `--only service`"
     );
     let service = service::Options {
         baseline: args.baseline.clone(),
         rounds: args
             .rounds
             .unwrap_or(if args.baseline.is_some() { 3 } else { 1 }),
+        attribution: args.attribution,
         command: invocation(),
     };
     let mut doc = sh.read_file(DOC).unwrap_or_else(|_| skeleton());

@@ -12,14 +12,14 @@ use anyhow::Context;
 use xshell::{Shell, cmd};
 
 use super::service::{self, App, HEADLINE, SCENARIOS, Scripts};
-use crate::util;
+use crate::{setup, util};
 
 /// Sampling frequency (Hz) and how long wrk drives the service while perf samples it.
 const FREQUENCY: &str = "999";
 const DURATION: &str = "10s";
 
 pub fn run(sh: &Shell) -> anyhow::Result<()> {
-    let (_db, server) = service::prerequisites(sh, &[("perf", "linux-perf")])?;
+    let (_db, server) = service::prerequisites(sh, &[&setup::LINUX_PERF])?;
 
     let home = service::target_dir().join("bench-profile");
     let target = home.join("target");
