@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use xshell::Shell;
 
-pub use app::{App, ROWS};
+pub use app::{App, ROWS, seed};
 pub use binary::target_dir;
+pub use peer::build as build_go_peer;
 use report::Measured;
 pub use report::Summary;
 use wrk::WrkResult;
