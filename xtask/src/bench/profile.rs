@@ -252,73 +252,99 @@ fn categorize(dso: &str, kernel: bool, symbol: &str) -> Category {
     {
         return Category::Alloc;
     }
-    let go_package = go_package(bare);
-    // Rust: the crate before the first `::`.
-    let krate = bare.split("::").next().unwrap_or("");
-    let rust = |crates: &[&str]| bare.contains("::") && crates.contains(&krate);
-    let go = |packages: &[&str]| packages.contains(&go_package);
-    if rust(&["serde_json", "serde", "itoa", "ryu"]) || go(&["encoding/json"]) {
-        Category::Json
-    } else if rust(&["sqlx", "sqlx_core", "sqlx_mysql", "deadpool"])
-        || go(&[
+    // Rust: the crate before the first `::`; Go: the package.
+    let krate = bare
+        .contains("::")
+        .then(|| bare.split("::").next())
+        .flatten();
+    let package = go_package(bare);
+    let by_library = LIBRARIES.iter().find(|(_, crates, packages)| {
+        krate.is_some_and(|k| crates.contains(&k)) || packages.contains(&package)
+    });
+    match by_library {
+        Some((category, _, _)) => *category,
+        // libc's system call wrappers and locks; its mem* functions go with the rest.
+        None if dso.starts_with("libc")
+            && !bare.starts_with("__mem")
+            && !bare.starts_with("mem") =>
+        {
+            Category::Runtime
+        }
+        None => Category::Other,
+    }
+}
+
+/// The Rust crates and Go packages of each category, looked up in this order.
+const LIBRARIES: [(Category, &[&str], &[&str]); 6] = [
+    (
+        Category::Json,
+        &["serde_json", "serde", "itoa", "ryu"],
+        &["encoding/json"],
+    ),
+    (
+        Category::Database,
+        &["sqlx", "sqlx_core", "sqlx_mysql", "deadpool"],
+        &[
             "database/sql",
             "database/sql/driver",
             "github.com/go-sql-driver/mysql",
-        ])
-    {
-        Category::Database
-    } else if rust(&[
-        "hyper",
-        "hyper_util",
-        "http",
-        "http_body",
-        "http_body_util",
-        "httparse",
-        "httpdate",
-        "axum",
-        "axum_core",
-        "matchit",
-        "tower",
-        "tower_http",
-        "tower_layer",
-        "tower_service",
-    ]) || go(&[
-        "net/http",
-        "net/textproto",
-        "net/url",
-        "bufio",
-        "net",
-        "mime",
-    ]) {
-        Category::Http
-    } else if rust(&[
-        "tracing",
-        "tracing_core",
-        "tracing_subscriber",
-        "tracing_opentelemetry",
-        "metrics",
-        "metrics_exporter_prometheus",
-        "metrics_util",
-        "opentelemetry",
-        "opentelemetry_sdk",
-    ]) {
-        Category::Telemetry
-    } else if rust(&[
-        "tokio",
-        "mio",
-        "parking_lot",
-        "parking_lot_core",
-        "crossbeam_utils",
-    ]) || go(&["runtime", "internal/poll", "syscall", "sync", "sync/atomic"])
-        || (dso.starts_with("libc") && !bare.starts_with("__mem") && !bare.starts_with("mem"))
-    {
-        Category::Runtime
-    } else if rust(&["challenge"]) || go(&["main"]) {
-        Category::OwnCode
-    } else {
-        Category::Other
-    }
-}
+        ],
+    ),
+    (
+        Category::Http,
+        &[
+            "hyper",
+            "hyper_util",
+            "http",
+            "http_body",
+            "http_body_util",
+            "httparse",
+            "httpdate",
+            "axum",
+            "axum_core",
+            "matchit",
+            "tower",
+            "tower_http",
+            "tower_layer",
+            "tower_service",
+        ],
+        &[
+            "net/http",
+            "net/textproto",
+            "net/url",
+            "bufio",
+            "net",
+            "mime",
+        ],
+    ),
+    (
+        Category::Telemetry,
+        &[
+            "tracing",
+            "tracing_core",
+            "tracing_subscriber",
+            "tracing_opentelemetry",
+            "metrics",
+            "metrics_exporter_prometheus",
+            "metrics_util",
+            "opentelemetry",
+            "opentelemetry_sdk",
+        ],
+        &[],
+    ),
+    (
+        Category::Runtime,
+        &[
+            "tokio",
+            "mio",
+            "parking_lot",
+            "parking_lot_core",
+            "crossbeam_utils",
+        ],
+        &["runtime", "internal/poll", "syscall", "sync", "sync/atomic"],
+    ),
+    (Category::OwnCode, &["challenge"], &["main"]),
+];
 
 /// The package of a Go symbol (`net/http` of `net/http.(*conn).serve`,
 /// `github.com/go-sql-driver/mysql` of `github.com/go-sql-driver/mysql.(*mysqlConn).readPacket`):
