@@ -159,7 +159,7 @@ pub fn render(cx: &Context) -> String {
         Some(baseline) => compare_tables(&mut md, cx, baseline, current),
         None => single_table(&mut md, cx, current),
     }
-    peer_table(&mut md, current, &cx.peer);
+    peer_table(&mut md, cx.rounds, current, &cx.peer);
     if let Some(rows) = &cx.attribution {
         attribution_table(&mut md, rows, current, &cx.peer);
     }
@@ -289,7 +289,7 @@ fn compare_tables(md: &mut String, cx: &Context, baseline: &Measured, current: &
 }
 
 /// The service beside the Go peer, scenario by scenario.
-fn peer_table(md: &mut String, current: &Measured, peer: &Measured) {
+fn peer_table(md: &mut String, rounds: u32, current: &Measured, peer: &Measured) {
     let _ = writeln!(md, "### Beside the Go peer\n");
     let _ = writeln!(
         md,
@@ -317,6 +317,22 @@ fn peer_table(md: &mut String, current: &Measured, peer: &Measured) {
             micros(c.cpu_us),
             micros(g.cpu_us),
         );
+    }
+    if rounds > 1 {
+        let _ = writeln!(
+            md,
+            "\n| scenario | challenge runs (req/s) | Go peer runs (req/s) |"
+        );
+        let _ = writeln!(md, "| --- | --- | --- |");
+        for (index, scenario) in SCENARIOS.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                scenario.name,
+                runs(&current.scenarios[index]),
+                runs(&peer.scenarios[index])
+            );
+        }
     }
     let _ = writeln!(
         md,
@@ -547,6 +563,8 @@ mod tests {
         ));
         assert!(md.contains("| GET a page of 20 | 15005 | 12005 | 1.25x |"));
         assert!(md.contains("Peak RSS (VmHWM): challenge 12.0 MiB, Go peer 9.5 MiB."));
+        // Two rounds: each server's runs, in the order measured.
+        assert!(md.contains("| GET a page of 20 | 15000, 15010 | 12000, 12010 |"));
         assert!(md.contains("| GET one task vs the Go peer (same run) | >= 1.10x | 1.25x | yes |"));
     }
 
