@@ -173,9 +173,10 @@ pub fn measure(sh: &Shell, options: &Options) -> anyhow::Result<String> {
     }
     let current = binary::current(sh)?;
     let go_peer = peer::build(sh)?;
-    let attribution_binary = match options.attribution {
-        true => Some(attribution::build(sh)?),
-        false => None,
+    let attribution_binary = if options.attribution {
+        Some(attribution::build(sh)?)
+    } else {
+        None
     };
     let ticks_per_second = app::clock_ticks_per_second()?;
 
