@@ -239,9 +239,11 @@ fn categorize(dso: &str, kernel: bool, symbol: &str) -> Category {
         .trim_start_matches(['<', '&', '*', '('])
         .trim_start_matches("mut ");
     let bare = bare.trim_start_matches("dyn ");
+    // glibc's names, without its prefixes and symbol version (`cfree@GLIBC_2.2.5`).
     let c_name = bare
         .trim_start_matches("__libc_")
         .trim_start_matches("__GI_");
+    let c_name = c_name.split('@').next().unwrap_or(c_name);
     if C_ALLOC.contains(&c_name)
         || bare.starts_with("__rust_alloc")
         || bare.starts_with("__rust_dealloc")
@@ -252,11 +254,17 @@ fn categorize(dso: &str, kernel: bool, symbol: &str) -> Category {
     {
         return Category::Alloc;
     }
-    // Rust: the crate before the first `::`; Go: the package.
+    // Dropping a value is counted where the value's type comes from.
+    if let Some(inner) = bare.strip_prefix("core::ptr::drop_in_place<") {
+        return categorize(dso, kernel, inner);
+    }
+    // Rust: the crate before the first `::`; of `<F as axum::handler::Handler<..>>::call`, the
+    // trait's (`axum`), F being generic. Go: the package.
     let krate = bare
         .contains("::")
         .then(|| bare.split("::").next())
-        .flatten();
+        .flatten()
+        .map(|first| first.rsplit(" as ").next().unwrap_or(first));
     let package = go_package(bare);
     let by_library = LIBRARIES.iter().find(|(_, crates, packages)| {
         krate.is_some_and(|k| crates.contains(&k)) || packages.contains(&package)
@@ -278,7 +286,7 @@ fn categorize(dso: &str, kernel: bool, symbol: &str) -> Category {
 const LIBRARIES: [(Category, &[&str], &[&str]); 6] = [
     (
         Category::Json,
-        &["serde_json", "serde", "itoa", "ryu"],
+        &["serde_json", "serde", "serde_core", "itoa", "ryu"],
         &["encoding/json"],
     ),
     (
@@ -362,21 +370,26 @@ fn go_package(symbol: &str) -> &str {
 fn shares(report: &str) -> Vec<(Category, f64)> {
     let mut sums = std::collections::BTreeMap::new();
     for line in report.lines().filter(|l| !l.trim_start().starts_with('#')) {
-        let mut words = line.split_whitespace();
-        let Some(percent) = words
+        // The symbol follows its `[k]` (kernel) or `[.]` (user space) marker; further columns
+        // (perf adds some, `-` when empty, when its output is not a terminal) follow after two or
+        // more spaces, which no symbol holds.
+        let (at, kernel) = match (line.find(" [k] "), line.find(" [.] ")) {
+            (Some(at), _) => (at, true),
+            (None, Some(at)) => (at, false),
+            (None, None) => continue,
+        };
+        let mut head = line[..at].split_whitespace();
+        let Some(percent) = head
             .next()
             .and_then(|p| p.strip_suffix('%'))
             .and_then(|p| p.parse::<f64>().ok())
         else {
             continue;
         };
-        let (Some(dso), Some(marker)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let symbol = words.collect::<Vec<_>>().join(" ");
-        *sums
-            .entry(categorize(dso, marker == "[k]", &symbol))
-            .or_insert(0.0) += percent;
+        let dso = head.next().unwrap_or("");
+        let symbol = line[at + 5..].trim_start();
+        let symbol = symbol.split("  ").next().unwrap_or(symbol).trim_end();
+        *sums.entry(categorize(dso, kernel, symbol)).or_insert(0.0) += percent;
     }
     Category::ALL
         .iter()
@@ -477,8 +490,13 @@ mod tests {
         );
         assert_eq!(
             user("core::ptr::drop_in_place<hyper::body::Incoming>"),
-            Category::Other
+            Category::Http
         );
+        assert_eq!(
+            user("<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}"),
+            Category::Http
+        );
+        assert_eq!(user("core::str::converts::from_utf8"), Category::Other);
         let go = |symbol| categorize("go-peer", false, symbol);
         assert_eq!(go("net/http.(*conn).serve"), Category::Http);
         assert_eq!(go("bufio.(*Reader).Read"), Category::Http);
@@ -551,7 +569,8 @@ mod tests {
     10.00%  [kernel.kallsyms]  [k] do_syscall_64
     12.50%  challenge          [.] <hyper::proto::h1::role::Server as hyper::proto::h1::Http1Transaction>::encode
      7.50%  challenge          [.] serde_json::ser::format_escaped_str
-     5.00%  libc.so.6          [.] _int_malloc
+     3.00%  libc.so.6          [.] _int_malloc                          -      -
+     2.00%  libc.so.6          [.] cfree@GLIBC_2.2.5                    -      -
      5.00%  challenge          [.] core::fmt::write
 ";
         let shares = shares(report);
