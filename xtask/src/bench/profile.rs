@@ -254,6 +254,10 @@ fn categorize(dso: &str, kernel: bool, symbol: &str) -> Category {
     {
         return Category::Alloc;
     }
+    // Go's memmove and memequal are libc's mem* functions of Go: "other", as those are.
+    if bare.starts_with("runtime.mem") {
+        return Category::Other;
+    }
     // Dropping a value is counted where the value's type comes from.
     if let Some(inner) = bare.strip_prefix("core::ptr::drop_in_place<") {
         return categorize(dso, kernel, inner);
@@ -349,7 +353,14 @@ const LIBRARIES: [(Category, &[&str], &[&str]); 6] = [
             "parking_lot_core",
             "crossbeam_utils",
         ],
-        &["runtime", "internal/poll", "syscall", "sync", "sync/atomic"],
+        &[
+            "runtime",
+            "runtime/internal/syscall",
+            "internal/poll",
+            "syscall",
+            "sync",
+            "sync/atomic",
+        ],
     ),
     (Category::OwnCode, &["challenge"], &["main"]),
 ];
@@ -510,6 +521,8 @@ mod tests {
         );
         assert_eq!(go("database/sql.(*DB).conn"), Category::Database);
         assert_eq!(go("runtime.findRunnable"), Category::Runtime);
+        assert_eq!(go("runtime/internal/syscall.Syscall6"), Category::Runtime);
+        assert_eq!(go("runtime.memmove"), Category::Other);
         assert_eq!(go("internal/poll.(*FD).Read"), Category::Runtime);
         assert_eq!(go("main.(*server).task"), Category::OwnCode);
         assert_eq!(go("reflect.Value.Field"), Category::Other);
