@@ -34,17 +34,33 @@ impl Service {
         ready_timeout: Duration,
     ) -> anyhow::Result<Service> {
         let binary = PathBuf::from(serve.get_program());
-        Self::start_checked_by(serve, &binary, output, ready_timeout)
+        let healthcheck = move |port: u16| {
+            Command::new(&binary)
+                .arg("healthcheck")
+                .env("PORT", port.to_string())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        Service::start_probed(
+            serve,
+            output,
+            ready_timeout,
+            "answer 200 on /readyz",
+            &healthcheck,
+        )
     }
 
-    /// [`Service::start`] for a `serve` command that runs the binary under another program (valgrind):
-    /// `binary healthcheck` tells when it is ready.
-    pub fn start_checked_by(
+    /// Like [`Service::start`] for a server that is not `challenge` (the benchmark's Go peer): ready
+    /// once `ready(port)` says so; `readiness` says what it checks, for the error.
+    pub fn start_probed(
         mut serve: Command,
-        binary: &Path,
         output: Output,
         ready_timeout: Duration,
+        readiness: &str,
+        ready: &dyn Fn(u16) -> bool,
     ) -> anyhow::Result<Service> {
+        let binary = PathBuf::from(serve.get_program());
         let port = util::free_port()?;
         serve.env("PORT", port.to_string());
         let log = match output {
@@ -63,7 +79,7 @@ impl Service {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut service = Service { child, port };
-        service.wait_ready(binary, log.as_deref(), ready_timeout)?;
+        service.wait_ready(&binary, log.as_deref(), ready_timeout, readiness, ready)?;
         Ok(service)
     }
 
@@ -80,6 +96,8 @@ impl Service {
         binary: &Path,
         log: Option<&Path>,
         timeout: Duration,
+        readiness: &str,
+        ready: &dyn Fn(u16) -> bool,
     ) -> anyhow::Result<()> {
         let its_log = || match log {
             Some(path) => format!(
@@ -97,19 +115,13 @@ impl Service {
                     its_log()
                 );
             }
-            let ready = Command::new(binary)
-                .arg("healthcheck")
-                .env("PORT", self.port.to_string())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
+            if ready(self.port) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         bail!(
-            "{} did not answer 200 on /readyz (port {}) within {timeout:?}{}",
+            "{} did not {readiness} (port {}) within {timeout:?}{}",
             binary.display(),
             self.port,
             its_log()

@@ -83,6 +83,34 @@ const COMPOSE: Package = Package {
     why: "a Compose for the container tests and the deploy (no `docker compose` plugin here)",
 };
 
+// What `cargo xtask bench` needs (not part of `cargo xtask setup`: only the benchmarks use them);
+// the bench installs them with `ensure_packages` when missing.
+pub const WRK: Package = Package {
+    name: "wrk",
+    probes: &["wrk"],
+    why: "drives the service under load in `cargo xtask bench`",
+};
+pub const SYSBENCH: Package = Package {
+    name: "sysbench",
+    probes: &["sysbench"],
+    why: "the database's point-select ceiling in `cargo xtask bench --only service`",
+};
+pub const LINUX_PERF: Package = Package {
+    name: "linux-perf",
+    probes: &["perf"],
+    why: "samples where CPU time goes in `cargo xtask bench --only profile`",
+};
+pub const GOLANG: Package = Package {
+    name: "golang-go",
+    probes: &["go"],
+    why: "builds the Go peer the service is measured against (bench/go-peer)",
+};
+pub const GO_MYSQL_DRIVER: Package = Package {
+    name: "golang-github-go-sql-driver-mysql-dev",
+    probes: &["/usr/share/gocode/src/github.com/go-sql-driver/mysql/driver.go"],
+    why: "the Go peer's MySQL driver, in GOPATH /usr/share/gocode (no module download)",
+};
+
 /// A cargo tool installed with `cargo install --locked --version`.
 pub struct CargoTool {
     pub krate: &'static str,

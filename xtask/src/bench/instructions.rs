@@ -202,7 +202,22 @@ fn count(binary: &Path, server: &DbServer, database: &str, off: &str) -> anyhow:
         .env("CHALLENGE_ATTRIBUTION_OFF", off)
         .stderr(Stdio::null());
     server.configure(&mut serve, database);
-    let app = Service::start_checked_by(serve, binary, Output::Stderr, READY_TIMEOUT)?;
+    // The program is valgrind: the binary's own healthcheck tells when the service is ready.
+    let healthcheck = |port: u16| {
+        Command::new(binary)
+            .arg("healthcheck")
+            .env("PORT", port.to_string())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let app = Service::start_probed(
+        serve,
+        Output::Stderr,
+        READY_TIMEOUT,
+        "answer 200 on /readyz",
+        &healthcheck,
+    )?;
     let pid = app.pid().to_string();
     send(app.port(), WARMUP)?;
     cmd_status("callgrind_control", &["--zero", &pid])?;

@@ -31,11 +31,17 @@ pub struct Args {
     /// --baseline, else 1].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: Option<u32>,
+    /// Service: also build the service with the cargo feature `attribution` and measure GET one
+    /// task with each of its features switched off in turn (CHALLENGE_ATTRIBUTION_OFF), and with
+    /// request logs on: what each costs per request.
+    #[arg(long)]
+    attribution: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Part {
-    /// The service under wrk, next to sysbench's point-select ceiling of the same server.
+    /// The service under wrk, beside a plain Go peer of the same routes (bench/go-peer), next to
+    /// sysbench's point-select ceiling of the same server.
     Service,
     /// The runtime image: size, cold build, rebuild after one edit, Compose up to healthy.
     Image,
@@ -47,8 +53,8 @@ enum Part {
     /// Instructions the service executes per GET one task (callgrind), with each part of the
     /// request path switched off in turn, and by crate. Not part of the default run.
     Instructions,
-    /// Where the service spends CPU time serving GET one task (perf): printed and written under
-    /// target/, not to the document. Not part of the default run.
+    /// Where the service and the Go peer spend CPU time serving GET one task (perf): printed and
+    /// written under target/, not to the document. Not part of the default run.
     Profile,
 }
 
@@ -75,14 +81,16 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
         args.only.clone()
     };
     anyhow::ensure!(
-        parts.contains(&Part::Service) || (args.baseline.is_none() && args.rounds.is_none()),
-        "--baseline and --rounds apply to the service part: add `--only service`"
+        parts.contains(&Part::Service)
+            || (args.baseline.is_none() && args.rounds.is_none() && !args.attribution),
+        "--baseline, --rounds and --attribution apply to the service part: add `--only service`"
     );
     let service = service::Options {
         baseline: args.baseline.clone(),
         rounds: args
             .rounds
             .unwrap_or(if args.baseline.is_some() { 3 } else { 1 }),
+        attribution: args.attribution,
         command: invocation(),
     };
     let mut doc = sh.read_file(DOC).unwrap_or_else(|_| skeleton());

@@ -31,6 +31,22 @@ impl WrkResult {
 
 /// `wrk -t2 -c64 -d<duration> --latency -s <script> <url>`, echoed to stderr and parsed.
 pub fn run(sh: &Shell, script: &Path, url: &str, duration: &str) -> anyhow::Result<WrkResult> {
+    parse(&report(sh, script, url, duration)?)
+}
+
+/// Like [`run`], with the number of requests completed (for figures per request).
+pub fn run_counted(
+    sh: &Shell,
+    script: &Path,
+    url: &str,
+    duration: &str,
+) -> anyhow::Result<(WrkResult, u64)> {
+    let out = report(sh, script, url, duration)?;
+    Ok((parse(&out)?, totals(&out)?.0))
+}
+
+/// wrk's report of one scripted run, echoed to stderr.
+fn report(sh: &Shell, script: &Path, url: &str, duration: &str) -> anyhow::Result<String> {
     let (threads, connections) = (THREADS.to_string(), CONNECTIONS.to_string());
     let out = cmd!(
         sh,
@@ -39,7 +55,7 @@ pub fn run(sh: &Shell, script: &Path, url: &str, duration: &str) -> anyhow::Resu
     .quiet()
     .read()?;
     eprintln!("{out}");
-    parse(&out)
+    Ok(out)
 }
 
 /// `wrk -t<threads> -c<connections> -d<duration> --latency <url>`: GETs of one URL, no script.
