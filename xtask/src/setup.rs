@@ -100,6 +100,11 @@ pub const LINUX_PERF: Package = Package {
     probes: &["perf"],
     why: "samples where CPU time goes in `cargo xtask bench --only profile`",
 };
+pub const VALGRIND: Package = Package {
+    name: "valgrind",
+    probes: &["valgrind", "callgrind_control"],
+    why: "counts the service's instructions per request in `cargo xtask bench --only instructions`",
+};
 pub const GOLANG: Package = Package {
     name: "golang-go",
     probes: &["go"],

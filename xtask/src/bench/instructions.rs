@@ -19,6 +19,7 @@ use xshell::{Shell, cmd};
 
 use super::service::{self, ROWS};
 use crate::service::{Output, Service};
+use crate::setup;
 use crate::testdb::DbServer;
 use crate::util;
 
@@ -112,11 +113,7 @@ fn owner(function: &str) -> &str {
 }
 
 pub fn measure(sh: &Shell, command: &str) -> anyhow::Result<String> {
-    let (_db, server) = service::prerequisites(sh, &[("valgrind", "valgrind")])?;
-    util::require_program(
-        "callgrind_control",
-        "it comes with valgrind: `apt-get install valgrind`",
-    )?;
+    let (_db, server) = service::prerequisites(sh, &[&setup::VALGRIND])?;
     let binary = build(sh)?;
     let database = "bench_instructions";
     util::step(&format!("seeding {ROWS} tasks into {database}"));
