@@ -195,21 +195,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         attribution::on(Part::Metrics),
         attribution::on(Part::Tracing),
     );
-    let request_id = if ids {
-        let request_id = req
-            .headers()
-            .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            req.headers_mut().insert(REQUEST_ID, value);
-        }
-        request_id
-    } else {
-        String::new()
-    };
+    let request_id = if ids { request_id(&mut req) } else { None };
     let method = req.method().clone();
     // Every label value comes from a closed set, never from the request as sent: the method is one
     // of the standard ones or `_OTHER`, the route is the matched template (never the raw path) or
@@ -224,21 +210,13 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     } else {
         tracing::Span::none()
     };
-    // The exported span's trace id when there is one (also the latency exemplar's); else the
-    // caller's `traceparent`, or new.
+    // The exported span's trace id when there is one (also the latency exemplar's); else the log
+    // line's trace id is the caller's `traceparent`, or new, worked out only when the line is
+    // written (not at all when RUST_LOG leaves it out).
     let exported_trace_id = traces::trace_id(&span);
-    let trace_id = if ids {
-        exported_trace_id
-            .clone()
-            .or_else(|| {
-                req.headers()
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(trace_id_of)
-            })
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
-    } else {
-        String::new()
+    let traceparent = match exported_trace_id {
+        None if ids => req.headers().get("traceparent").cloned(),
+        _ => None,
     };
 
     let active =
@@ -266,32 +244,63 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
             "http_response_status_code" => status.to_string(),
         )
         .record(elapsed.as_secs_f64());
-        if let Some(exported) = exported_trace_id {
-            exemplars::record(exported, method_label, &route, status, elapsed);
-        }
     }
-    if ids && let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+    if let Some(value) = &request_id {
+        response.headers_mut().insert(REQUEST_ID, value.clone());
     }
-    if !traced {
-        return response;
-    }
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    macro_rules! log_request {
-        ($level:ident) => {
-            tracing::$level!(target: "http", method = %method, route = %route, status, latency_ms,
-                request_id = %request_id, trace_id = %trace_id, "request")
+    if traced {
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let request_id = request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        // The fields are evaluated only when RUST_LOG lets the line through.
+        let trace_id = || match (&exported_trace_id, ids) {
+            (Some(exported), _) => exported.clone(),
+            (None, true) => traceparent
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .and_then(trace_id_of)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+            (None, false) => String::new(),
         };
-    }
-    // Inside the request's span, so that its OTLP log record carries the span's trace and span ids.
-    span.in_scope(|| {
-        if PROBES.contains(&route.as_str()) {
-            log_request!(debug);
-        } else {
-            log_request!(info);
+        macro_rules! log_request {
+            ($level:ident) => {
+                tracing::$level!(target: "http", method = %method, route = %route, status,
+                    latency_ms, request_id, trace_id = %trace_id(), "request")
+            };
         }
-    });
+        // Inside the request's span, so that its OTLP log record carries the span's trace and span
+        // ids.
+        span.in_scope(|| {
+            if PROBES.contains(&route.as_str()) {
+                log_request!(debug);
+            } else {
+                log_request!(info);
+            }
+        });
+    }
+    if metered && let Some(exported) = exported_trace_id {
+        exemplars::record(exported, method_label, &route, status, elapsed);
+    }
     response
+}
+
+/// The request's id: the caller's `x-request-id` when it is 1 to 128 visible ASCII characters,
+/// else a new UUID, set on the request for the handlers. Echoed on the response.
+fn request_id(req: &mut Request) -> Option<HeaderValue> {
+    let given = req
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok());
+    if let Some(given) = given {
+        return Some(given.clone());
+    }
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+    let value = HeaderValue::from_str(id).ok()?;
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    Some(value)
 }
 
 /// Routes polled by health checks and scrapers.

@@ -282,3 +282,36 @@ async fn an_endpoint_whose_name_does_not_resolve_gets_nothing_built_nor_sent() {
         "{stdout}"
     );
 }
+
+/// Without an export, a request's line carries the trace id of the caller's `traceparent`, or a new
+/// one of its own (worked out only when the line is written).
+#[tokio::test]
+async fn without_an_export_the_line_carries_the_callers_trace_id_or_a_new_one() {
+    let mut server = Binary::start(&[], true).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/tasks/1", server.base);
+    let mut request_ids = Vec::new();
+    for traceparent in [None, Some(traceparent(GET_TRACE))] {
+        let mut request = client.get(&url);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        let got = request.send().await.unwrap();
+        assert_eq!(got.status(), 200);
+        request_ids.push(got.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    server.terminate();
+    assert_eq!(server.exit_code(Duration::from_secs(10)).await, Some(0));
+    let stdout = server.logs().await;
+
+    let new = json_line_fields(&stdout, &request_ids[0])["trace_id"].clone();
+    let new = new.as_str().expect("a trace id");
+    assert!(
+        new.len() == 32 && new.bytes().all(|b| b.is_ascii_hexdigit()) && new != GET_TRACE,
+        "{new}"
+    );
+    assert_eq!(
+        json_line_fields(&stdout, &request_ids[1])["trace_id"],
+        GET_TRACE
+    );
+}
