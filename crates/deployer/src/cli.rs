@@ -178,6 +178,13 @@ pub struct DeployArgs {
     /// How long to wait for the release to become healthy (e.g. 90s, 2m).
     #[arg(long, default_value = "120s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// Compose: how many app containers the release runs behind the proxy, 1 to 8 (haproxy.cfg's
+    /// server slots hold twice the count, old and new side by side during a release). Each gets the
+    /// engine host's CPUs / N (APP_CPUS, at least 0.25). Kept with the release: a rollback runs as
+    /// many again [default: one per CPU of the Docker engine's host (`docker info`), 2 to 8].
+    /// Kubernetes refuses it: the HorizontalPodAutoscaler sets the pod count there.
+    #[arg(long, env = "DEPLOYER_REPLICAS", value_name = "N")]
+    pub replicas: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -279,6 +286,8 @@ mod tests {
             "--yes",
             "--timeout",
             "2m",
+            "--replicas",
+            "3",
             "--output",
             "json",
         ])
@@ -289,6 +298,7 @@ mod tests {
         assert_eq!(args.target, Some(TargetKind::Compose));
         assert_eq!(args.version.as_deref(), Some("1.2.0"));
         assert_eq!(args.timeout, Duration::from_secs(120));
+        assert_eq!(args.replicas, Some(3));
         assert!(args.yes);
         assert_eq!(cli.global.env.as_deref(), Some("qa"));
         assert_eq!(cli.global.output, OutputFormat::Json);
@@ -299,6 +309,8 @@ mod tests {
         assert!(Cli::try_parse_from(["deployer", "deploy", "--timeout", "soon"]).is_err());
         assert!(Cli::try_parse_from(["deployer", "build", "--push"]).is_err());
         assert!(Cli::try_parse_from(["deployer", "deploy", "--target", "swarm"]).is_err());
+        assert!(Cli::try_parse_from(["deployer", "deploy", "--replicas", "two"]).is_err());
+        assert!(Cli::try_parse_from(["deployer", "deploy", "--replicas", "-1"]).is_err());
     }
 
     #[test]

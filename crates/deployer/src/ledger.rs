@@ -80,6 +80,10 @@ pub struct Record {
     /// so a rollback re-applies what ran. Not kept in the Compose ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifests: Option<String>,
+    /// How many app containers the release ran (Compose), so a rollback runs as many again; absent
+    /// in older records and where the platform scales by itself (Kubernetes' autoscaler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
 }
 
 pub struct Ledger {
@@ -207,6 +211,7 @@ mod tests {
 
     fn release(version: &str, action: Action, result: Outcome) -> Record {
         Record {
+            replicas: None,
             version: version.into(),
             image_id: format!("sha256:{version}"),
             time: OffsetDateTime::UNIX_EPOCH,

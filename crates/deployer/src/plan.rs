@@ -202,6 +202,7 @@ impl Environment {
             version: version.to_string(),
             image: format!("{}:{version}", self.app_repository),
             manifests: None,
+            replicas: None,
         }
     }
 }
@@ -215,6 +216,9 @@ pub struct Release {
     pub image: String,
     /// What an earlier release applied (from its record): re-applied as is instead of rendering.
     pub manifests: Option<String>,
+    /// How many app containers it runs (Compose: `--replicas`, or the count its record kept); `None`
+    /// until the target chose (its default), and where the target does not set it (Kubernetes).
+    pub replicas: Option<u32>,
 }
 
 #[cfg(test)]

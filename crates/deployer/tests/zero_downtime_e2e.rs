@@ -1,7 +1,9 @@
 //! Zero-downtime releases on Compose, proven under load: a steady client (keep-alive requests and
 //! a new connection per request, together over 100 requests per second) runs through the
 //! proxy's published port across an upgrade, a rollback and a failed release, and every request
-//! must succeed: no connection error, no non-2xx answer.
+//! must succeed: no connection error, no non-2xx answer. The releases run several app containers
+//! each (`--replicas`), and change the count on the way: all of a release's containers must be up
+//! before any old one goes, and a rollback runs as many as the release it returns to.
 
 mod common;
 
@@ -184,24 +186,39 @@ fn upgrade_rollback_and_a_failed_release_lose_no_request() {
     env.tag(V1);
     env.tag(V2);
     env.build_broken(BROKEN);
-    env.deploy_ok(V1);
-    let mut load = Load::start(env.port);
-    thread::sleep(Duration::from_secs(1));
-
-    let deploy = |version: &'static str| {
+    let deploy = |version: &'static str, replicas: &'static str| {
         [
             "deploy",
             "--target",
             "compose",
             "--version",
             version,
+            "--replicas",
+            replicas,
             "--yes",
             "--timeout",
-            "120s",
+            "180s",
         ]
     };
-    under_load(&env, &mut load, "upgrade to V2", &deploy(V2), 0);
-    assert_eq!(env.status()["version"], V2);
+    let first = env.deployer(&deploy(V1, "2"));
+    assert_eq!(first.code, 0, "deploying V1:\n{}", first.text());
+    // db, proxy and the release's app containers.
+    assert_eq!(env.containers().len(), 2 + 2, "V1 runs two app containers");
+    let mut load = Load::start(env.port);
+    thread::sleep(Duration::from_secs(1));
+
+    // Two old containers, three new: all three are up before either old one drains.
+    under_load(
+        &env,
+        &mut load,
+        "upgrade to V2 (3 replicas)",
+        &deploy(V2, "3"),
+        0,
+    );
+    let status = env.status();
+    assert_eq!(status["version"], V2);
+    assert_eq!(status["last_release"]["replicas"], 3, "{status}");
+    assert_eq!(env.containers().len(), 2 + 3, "the old containers are gone");
 
     under_load(
         &env,
@@ -210,16 +227,46 @@ fn upgrade_rollback_and_a_failed_release_lose_no_request() {
         &["rollback", "--timeout", "120s"],
         0,
     );
-    assert_eq!(env.status()["version"], V1);
+    let status = env.status();
+    assert_eq!(status["version"], V1);
+    assert_eq!(
+        status["last_release"]["replicas"], 2,
+        "the rollback runs V1's recorded count: {status}"
+    );
+    assert_eq!(env.containers().len(), 2 + 2);
 
-    under_load(&env, &mut load, "failed release", &deploy(BROKEN), 4);
+    under_load(
+        &env,
+        &mut load,
+        "failed release (2 replicas)",
+        &deploy(BROKEN, "2"),
+        4,
+    );
     let status = env.status();
     assert_eq!(status["version"], V1, "V1 kept serving: {status}");
     assert_eq!(status["health"], "healthy", "{status}");
-    let app_containers = env.containers().len();
-    // db, proxy and one app container: the failed release's are gone.
+    // db, proxy and V1's two app containers: the failed release's are gone.
     assert_eq!(
-        app_containers, 3,
+        env.containers().len(),
+        2 + 2,
         "the failed release left containers behind"
     );
+}
+
+#[test]
+fn a_replica_count_the_proxy_cannot_hold_is_refused_before_anything_changes() {
+    let env = TestEnv::new("replicas");
+    let run = env.deployer(&[
+        "deploy",
+        "--target",
+        "compose",
+        "--version",
+        V1,
+        "--replicas",
+        "9",
+        "--yes",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.text());
+    assert!(run.text().contains("at most 8 replicas"), "{}", run.text());
+    assert!(env.containers().is_empty(), "nothing was started");
 }

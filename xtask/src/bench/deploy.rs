@@ -157,13 +157,14 @@ impl<'a> Environment<'a> {
         Ok(ids.split_whitespace().map(str::to_owned).collect())
     }
 
-    /// The one running app container.
-    pub(super) fn app_container(&self) -> anyhow::Result<String> {
-        match self.containers("app")?.as_slice() {
-            [id] => Ok(id.clone()),
-            [] => bail!("no app container running"),
-            ids => bail!("{} app containers running, expected one", ids.len()),
+    /// The running app containers (a release runs the deployer's default replica count), at least
+    /// one.
+    pub(super) fn app_containers(&self) -> anyhow::Result<Vec<String>> {
+        let ids = self.containers("app")?;
+        if ids.is_empty() {
+            bail!("no app container running");
         }
+        Ok(ids)
     }
 }
 
@@ -250,8 +251,8 @@ pub fn measure(sh: &Shell) -> anyhow::Result<String> {
     util::step("bench: deploy on a warm database (app container only)");
     let mut warm = Vec::new();
     for _ in 0..ROUNDS {
-        let id = bench.app_container()?;
-        cmd!(sh, "docker rm --force {id}")
+        let ids = bench.app_containers()?;
+        cmd!(sh, "docker rm --force {ids...}")
             .quiet()
             .ignore_stdout()
             .run()?;

@@ -1,12 +1,16 @@
 //! The reverse proxy of the Compose stack (HAProxy, service `proxy`): what it costs a request, and
 //! whether releases through it lose any.
 //!
-//! One stack, deployed by the deployer binary in a throwaway environment (deploy.rs's, removed
-//! afterwards even when a step fails). First wrk GETs the same URLs through the published port, at
-//! HAProxy's container address and at the app container's address (container addresses are
-//! reachable from the host on Linux), in alternating rounds. Then wrk keeps a steady load on the
-//! published port while `deployer deploy` upgrades V1 -> V2 and `deployer rollback` returns to V1,
-//! and counts the requests that failed.
+//! One stack, deployed by the deployer binary with its default replica count in a throwaway
+//! environment (deploy.rs's, removed afterwards even when a step fails). First the stack against
+//! the same binary natively: the `challenge` binary copied out of the deployed image runs on the
+//! host against the service bench's database server (TEST_DATABASE_URL), and wrk GETs one task
+//! through the published port and from the native process in alternating runs; their ratio is the
+//! stack's throughput goal. Then wrk GETs the same URLs through the published port, at HAProxy's
+//! container address and at one app container's address (container addresses are reachable from
+//! the host on Linux), in alternating rounds. Then wrk keeps a steady load on the published port
+//! while `deployer deploy` upgrades V1 -> V2 and `deployer rollback` returns to V1, and counts the
+//! requests that failed.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -17,7 +21,15 @@ use xshell::{Shell, cmd};
 use super::deploy::{Environment, V1, V2, compose_flavour};
 use super::service::Summary;
 use super::service::wrk::{self, WrkResult};
+use crate::service::{Output, Service};
+use crate::testdb::{self, DbServer, ScratchDatabase};
 use crate::util;
+
+/// The stack's GET-one-task throughput through the published port, as a share of the same binary's
+/// natively: the goal of issue 20.
+const RATIO_GOAL: f64 = 0.5;
+/// How long the native binary may take to be ready on its freshly seeded database.
+const NATIVE_READY: Duration = Duration::from_secs(60);
 
 /// Rounds of the cost measurement; each runs every scenario on every route once.
 const ROUNDS: usize = 3;
@@ -247,6 +259,21 @@ fn retried(stats_url: &str) -> anyhow::Result<Retried> {
     parse_retried(&csv).with_context(|| format!("{stats_url}: not HAProxy's CSV statistics"))
 }
 
+/// The stack against the same binary natively, GET one task at the service bench's load.
+struct Versus {
+    /// App containers the deployer ran by default, and each one's CPU limit.
+    replicas: usize,
+    app_cpus: String,
+    stack: Summary,
+    native: Summary,
+}
+
+impl Versus {
+    fn ratio(&self) -> f64 {
+        self.stack.rps / self.native.rps
+    }
+}
+
 /// Everything the section says.
 struct Report {
     machine: String,
@@ -254,6 +281,7 @@ struct Report {
     setting: String,
     forwarding: String,
     port: u16,
+    versus: Versus,
     busy: Option<(f64, f64)>,
     /// Per scenario (in the order of `SCENARIOS`), per route; the last route is the app container.
     cost: Vec<Vec<RouteFigures>>,
@@ -264,9 +292,10 @@ pub fn measure(sh: &Shell, command: &str) -> anyhow::Result<String> {
     util::require_program("wrk", "install it with `apt-get install wrk`")?;
     let stack = Environment::create(sh, "proxy")?;
 
-    util::step("bench: deploying V1");
+    util::step("bench: deploying V1 (the deployer's default replica count)");
     stack.deploy(V1)?;
-    let app = stack.app_container()?;
+    let apps = stack.app_containers()?;
+    let app = apps[0].clone();
     let proxy = match stack.containers("proxy")?.as_slice() {
         [id] => id.clone(),
         ids => bail!("{} proxy containers running, expected one", ids.len()),
@@ -282,7 +311,7 @@ pub fn measure(sh: &Shell, command: &str) -> anyhow::Result<String> {
             base: format!("http://{proxy_address}:8080"),
         },
         Route {
-            name: "app container directly".into(),
+            name: "one app container directly".into(),
             base: format!("http://{}:8000", address(sh, &app)?),
         },
     ];
@@ -291,25 +320,49 @@ pub fn measure(sh: &Shell, command: &str) -> anyhow::Result<String> {
             answers_200(&format!("{}{}", route.base, scenario.path))?;
         }
     }
+    let app_cpus = cpus(sh, &app)?;
     let setting = format!(
-        "{}; app images `{}:{V1}` and `:{V2}` (release builds of the tree), database `{}`, proxy `{}`; {}. Limits from \
-         compose.yaml as the engine applied them: app container {} CPU, proxy {} CPU; wrk, the \
-         engine and the database share the machine's CPUs",
+        "{}; app images `{}:{V1}` and `:{V2}` (release builds of the tree), database `{}`, proxy `{}`; {}. The \
+         deployer's default replica count on this engine: {} app containers. Limits as the engine applied \
+         them (compose.yaml's APP_CPUS and PROXY_CPUS, set by the deployer): each app container {} CPU, \
+         proxy {} CPU; wrk, the engine and the database share the machine's CPUs",
         compose_flavour(sh),
         stack.app_image,
         stack.db_image,
         stack.proxy_image,
         wrk_version(sh),
-        cpus(sh, &app)?,
+        apps.len(),
+        app_cpus,
         cpus(sh, &proxy)?,
     );
     let forwarding = forwarding(sh, stack.port);
 
-    let (app_id, proxy_id) = (full_id(sh, &app)?, full_id(sh, &proxy)?);
-    let sample = || cpu_sample(&proxy_id).zip(cpu_sample(&app_id));
+    let proxy_id = full_id(sh, &proxy)?;
+    let app_ids = apps
+        .iter()
+        .map(|id| full_id(sh, id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // The proxy's cgroup, and the app containers' summed: requests are spread over all of them.
+    let sample = || {
+        let proxy = cpu_sample(&proxy_id)?;
+        let mut app = CpuSample {
+            usage_ns: 0,
+            periods: 0,
+            throttled: 0,
+        };
+        for id in &app_ids {
+            let one = cpu_sample(id)?;
+            app.usage_ns += one.usage_ns;
+            app.periods += one.periods;
+            app.throttled += one.throttled;
+        }
+        Some((proxy, app))
+    };
     if sample().is_none() {
         eprintln!("warning: the containers' cgroups are not readable: no CPU figures");
     }
+
+    let versus = versus(sh, &stack, apps.len(), app_cpus)?;
 
     let busy_before = super::service::other_work("before the wrk runs");
     util::step("bench: warming up every route");
@@ -390,16 +443,24 @@ pub fn measure(sh: &Shell, command: &str) -> anyhow::Result<String> {
         ] {
             util::step(&format!("bench: {what} under load ({cycle}/{CYCLES})"));
             let release = under_load(sh, &stack, urls, &what, Some(args))?;
-            let running = stack.app_container()?;
-            let format = "{{.Config.Image}}";
-            let image = cmd!(sh, "docker inspect --format {format} {running}")
-                .quiet()
-                .read()?;
+            let running = stack.app_containers()?;
             anyhow::ensure!(
-                image.trim() == stack.image(serving),
-                "after {what}, the app container runs {image}, not {}",
-                stack.image(serving)
+                running.len() == apps.len(),
+                "after {what}, {} app containers run, not the {} of the default replica count",
+                running.len(),
+                apps.len()
             );
+            for id in running {
+                let format = "{{.Config.Image}}";
+                let image = cmd!(sh, "docker inspect --format {format} {id}")
+                    .quiet()
+                    .read()?;
+                anyhow::ensure!(
+                    image.trim() == stack.image(serving),
+                    "after {what}, app container {id} runs {image}, not {}",
+                    stack.image(serving)
+                );
+            }
             releases.push(release);
         }
     }
@@ -410,10 +471,94 @@ pub fn measure(sh: &Shell, command: &str) -> anyhow::Result<String> {
         setting,
         forwarding,
         port: stack.port,
+        versus,
         busy: busy_before.zip(busy_after),
         cost,
         releases,
     }))
+}
+
+/// The stack (published port) against the `challenge` binary of its image run natively, GET one
+/// task at the service bench's load, in alternating runs: stack, native, stack, native, ...
+fn versus(
+    sh: &Shell,
+    stack: &Environment<'_>,
+    replicas: usize,
+    app_cpus: String,
+) -> anyhow::Result<Versus> {
+    util::step("bench: the same binary natively (copied out of the deployed image)");
+    let dir = sh.create_temp_dir()?;
+    let binary = dir.path().join("challenge");
+    let image = stack.image(V1);
+    let created = cmd!(sh, "docker create {image}").quiet().read()?;
+    let created = created.trim();
+    let copied = cmd!(sh, "docker cp {created}:/usr/local/bin/challenge {binary}")
+        .quiet()
+        .run();
+    cmd!(sh, "docker rm {created}")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    copied.with_context(|| format!("copying the challenge binary out of {image}"))?;
+
+    // The service bench's database server: TEST_DATABASE_URL, else the local `ci` user.
+    let db = testdb::provide(sh)?;
+    let server = DbServer::parse(db.url())?;
+    let database = ScratchDatabase::create(&server, format!("bench_proxy_{}", std::process::id()))?;
+    // Configured as compose.yaml configures the container (JSON logs at info); seeded like the
+    // stack's empty database (the service's default seed), so task 1 is the same row.
+    let configured = || {
+        let mut command = std::process::Command::new(&binary);
+        server.configure(&mut command, &database.name);
+        command
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("OTEL_SDK_DISABLED", "true");
+        command
+    };
+    let status = configured()
+        .args(["migrate", "--seed"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running the native binary's migrations")?;
+    anyhow::ensure!(status.success(), "seeding {} failed", database.name);
+    let mut serve = configured();
+    serve.arg("serve");
+    let native = Service::start(
+        serve,
+        Output::File(dir.path().join("native.log")),
+        NATIVE_READY,
+    )?;
+
+    let scenario = &SCENARIOS[0];
+    let urls = [
+        format!("http://127.0.0.1:{}{}", stack.port, scenario.path),
+        format!("http://127.0.0.1:{}{}", native.port(), scenario.path),
+    ];
+    for url in &urls {
+        answers_200(url)?;
+        wrk::get(sh, url, scenario.threads, scenario.connections, WARMUP)?;
+    }
+    let mut runs: [Vec<WrkResult>; 2] = Default::default();
+    for round in 0..ROUNDS {
+        for (which, url) in urls.iter().enumerate() {
+            util::step(&format!(
+                "round {}/{ROUNDS}: {} via {}",
+                round + 1,
+                scenario.name,
+                ["the stack's published port", "the native binary"][which]
+            ));
+            let out = wrk::get(sh, url, scenario.threads, scenario.connections, DURATION)?;
+            runs[which].push(wrk::parse(&out)?);
+        }
+    }
+    drop(native);
+    Ok(Versus {
+        replicas,
+        app_cpus,
+        stack: Summary::of(&runs[0]),
+        native: Summary::of(&runs[1]),
+    })
 }
 
 /// Runs the deployer with `args` (none: the load alone, for `STEADY`) while wrk loads `url`, from
@@ -567,12 +712,60 @@ fn render(report: &Report) -> String {
         );
     }
 
+    let v = &report.versus;
+    let _ = writeln!(md, "\n### The stack against the same binary natively\n");
+    let _ = writeln!(
+        md,
+        "GET one task (`{}`), `wrk -t{} -c{} -d{DURATION} --latency`, {ROUNDS} runs each after a {WARMUP} \
+         warm-up, alternating: the stack through its published port `127.0.0.1:{}` ({} app containers of \
+         {} CPU each, the deployer's default here), then the `challenge` binary copied out of the same image, \
+         run natively on the host against the service bench's database server (TEST_DATABASE_URL, else \
+         the local `ci` user; the stack's database is its own container), configured like the container \
+         (JSON logs at info), then the stack again, ... Figures are medians of the runs.\n",
+        SCENARIOS[0].path,
+        SCENARIOS[0].threads,
+        SCENARIOS[0].connections,
+        report.port,
+        v.replicas,
+        v.app_cpus,
+    );
+    let _ = writeln!(
+        md,
+        "| route | requests/s | p50 | p99 | errors | runs (requests/s) |"
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | --- |");
+    for (name, s) in [
+        ("stack (published port)", &v.stack),
+        ("same binary natively", &v.native),
+    ] {
+        let runs = s
+            .runs_rps
+            .iter()
+            .map(|rps| format!("{rps:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            md,
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {runs} |",
+            s.rps, s.p50_ms, s.p99_ms, s.errors
+        );
+    }
+    let met = v.ratio() >= RATIO_GOAL && v.stack.errors == 0;
+    let _ = writeln!(
+        md,
+        "\nThe stack serves **{:.2}x** the native binary's requests/s, with {} errors (goal: >= {RATIO_GOAL}x, \
+         0 errors: {}).",
+        v.ratio(),
+        v.stack.errors,
+        if met { "met" } else { "NOT met" }
+    );
+
     let _ = writeln!(md, "\n### What the proxy costs a request\n");
     let _ = writeln!(
         md,
         "`wrk -t<threads> -c<connections> -d{DURATION} --latency <url>` per run, the same for every \
          route: the published port `127.0.0.1:{}` (what clients use: {}), HAProxy's own container \
-         address (port 8080, HAProxy alone), and the app container's address (port 8000, no \
+         address (port 8080, HAProxy alone), and one app container's address (port 8000, no \
          proxy). Scenarios: {}. {ROUNDS} rounds after a {WARMUP} warm-up of each route; each round \
          runs every scenario on every route, the routes' order turning from one round to the next; \
          figures are the median of the {ROUNDS} runs (requests/s, p50 and p99 each taken \
@@ -676,8 +869,8 @@ fn render(report: &Report) -> String {
          checks) runs from {} s before each deployer command starts to {} s after it returns, and \
          is then interrupted (SIGINT: wrk reports the time it ran). The commands: `deployer deploy \
          --target compose --version {V2} --yes` with {V1} running, then `deployer rollback`, \
-         {CYCLES} times; both versions are tags of the same image. After each one a single app \
-         container runs, of the expected version. A request failed when wrk counted a socket error \
+         {CYCLES} times; both versions are release builds of the tree. After each one as many app \
+         containers run as before (the default replica count), all of the expected version. A request failed when wrk counted a socket error \
          (connect, read, write, or no answer within {LOAD_TIMEOUT}) or a non-2xx/3xx response. \
          \"Retried by HAProxy\": its statistics' `wretr`/`wredis` counters of the app backends over \
          the window, requests it sent again (to another container) instead of failing them. The \
@@ -768,6 +961,20 @@ mod tests {
             setting: "docker-compose 1.29.2".into(),
             forwarding: "the engine's NAT rules, then HAProxy".into(),
             port: 41000,
+            versus: Versus {
+                replicas: 2,
+                app_cpus: "1.0".into(),
+                stack: Summary::of(&[
+                    result(6000.0, 9.0, 25.0),
+                    result(7000.0, 8.0, 22.0),
+                    result(6500.0, 8.5, 24.0),
+                ]),
+                native: Summary::of(&[
+                    result(12000.0, 4.0, 10.0),
+                    result(13000.0, 4.0, 9.0),
+                    result(12500.0, 4.0, 9.5),
+                ]),
+            },
             busy: Some((1.0, 2.0)),
             cost: SCENARIOS
                 .iter()
@@ -811,6 +1018,30 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn the_stack_is_compared_with_the_native_binary_against_the_goal() {
+        let mut report = report();
+        let md = render(&report);
+        assert!(
+            md.contains(
+                "| stack (published port) | 6500 | 8.50 ms | 24.00 ms | 0 | 6000, 7000, 6500 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| same binary natively | 12500 |"), "{md}");
+        assert!(
+            md.contains("serves **0.52x** the native binary's requests/s, with 0 errors (goal: >= 0.5x, 0 errors: met)"),
+            "{md}"
+        );
+        assert!(md.contains("2 app containers of 1.0 CPU each"), "{md}");
+        report.versus.stack.errors = 1;
+        assert!(render(&report).contains("0 errors: NOT met"));
+        report.versus.stack.errors = 0;
+        report.versus.native.rps = 20000.0;
+        assert!(render(&report).contains("**0.33x**"));
+        assert!(render(&report).contains("NOT met"));
     }
 
     #[test]

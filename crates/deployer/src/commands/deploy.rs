@@ -24,6 +24,8 @@ pub struct Choices {
     pub env: String,
     pub version: String,
     pub build: bool,
+    /// `--replicas` (Compose), else the target's default.
+    pub replicas: Option<u32>,
 }
 
 /// The flags that `deploy` cannot do without, as a person would type them.
@@ -55,6 +57,7 @@ pub fn run(ctx: &Context, args: DeployArgs) -> Result<()> {
             ctx,
             args.target,
             args.version,
+            args.replicas,
             args.timeout,
             args.allow_dirty,
         );
@@ -67,6 +70,7 @@ pub fn run(ctx: &Context, args: DeployArgs) -> Result<()> {
         env: ctx.env_or_default(),
         version: plan::parse_version(&version)?,
         build: args.build,
+        replicas: args.replicas,
     };
     execute(ctx, &choices, args.yes, args.timeout, args.allow_dirty)
 }
@@ -81,7 +85,10 @@ pub fn execute(
 ) -> Result<()> {
     let target = ctx.target(choices.target)?;
     let env = ctx.environment(&choices.env)?;
-    let plan = env.release(&plan::parse_version(&choices.version)?);
+    let mut plan = env.release(&plan::parse_version(&choices.version)?);
+    // Checked (and chosen when not given) before anything is shown or asked: a count the target
+    // cannot run is a usage error (exit 2) that changes nothing.
+    plan.replicas = target.replicas(&env, choices.replicas)?;
     if !yes {
         ctx.reporter
             .info(&summary(ctx, target.as_ref(), &env, &plan, choices.build));
@@ -138,6 +145,10 @@ pub fn summary(
         .flatten()
         .map(|v| format!(" (running now: {})", one_line(&v)))
         .unwrap_or_else(|| " (nothing running yet)".to_string());
+    let replicas = plan
+        .replicas
+        .map(|n| format!("  replicas:    {n} app containers\n"))
+        .unwrap_or_default();
     let image = if build {
         format!("{} (built from the work tree first)", plan.image)
     } else {
@@ -145,7 +156,7 @@ pub fn summary(
     };
     format!(
         "\n  platform:    {}\n  environment: {} (project {})\n  version:     {}{running}\n  image:       {image}\n  \
-         database:    {}\n  where:       {}\n  state:       {}\n",
+         {replicas}  database:    {}\n  where:       {}\n  state:       {}\n",
         target.title(),
         env.name,
         env.project(),
@@ -168,6 +179,7 @@ mod tests {
             allow_dirty: false,
             yes: true,
             timeout: Duration::from_secs(60),
+            replicas: None,
         }
     }
 

@@ -32,7 +32,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             ctx.env_or_default()
         )));
     }
-    ask_and_deploy(ctx, None, None, Duration::from_secs(120), false)
+    ask_and_deploy(ctx, None, None, None, Duration::from_secs(120), false)
 }
 
 fn prompt_error(e: dialoguer::Error) -> Error {
@@ -44,6 +44,7 @@ pub fn ask_and_deploy(
     ctx: &Context,
     target: Option<TargetKind>,
     version: Option<String>,
+    replicas: Option<u32>,
     timeout: Duration,
     allow_dirty: bool,
 ) -> Result<()> {
@@ -94,6 +95,7 @@ pub fn ask_and_deploy(
         env,
         version,
         build,
+        replicas,
     };
     deploy::execute(ctx, &choices, false, timeout, allow_dirty)?;
     ctx.reporter.info(&format!(
@@ -166,6 +168,9 @@ pub fn equivalent_command(ctx: &Context, choices: &Choices) -> String {
     words.push(format!("--target {}", choices.target.flag()));
     words.push(format!("--env {}", choices.env));
     words.push(format!("--version {}", choices.version));
+    if let Some(replicas) = choices.replicas {
+        words.push(format!("--replicas {replicas}"));
+    }
     if choices.build {
         words.push("--build".into());
     }
@@ -199,11 +204,12 @@ mod tests {
             env: "qa".into(),
             version: "1.2.0".into(),
             build: true,
+            replicas: Some(3),
         };
         assert_eq!(
             equivalent_command(&ctx, &choices),
             "deployer --state-dir '/tmp/state dir' --project-dir /src --port 8081 --db-image \
-             infra-challenge/mariadb:10.11 deploy --target compose --env qa --version 1.2.0 --build --yes"
+             infra-challenge/mariadb:10.11 deploy --target compose --env qa --version 1.2.0 --replicas 3 --build --yes"
         );
     }
 }

@@ -171,6 +171,14 @@ fn status_text(env: &str, project: &str, live: &Live, last: Option<&Record>) -> 
                 one_line(&app.since),
                 one_line(&live.services.join(", ")),
             );
+            if let Some(replicas) = last.and_then(|r| r.replicas) {
+                // Compose: the release's count (its record) against the app containers there.
+                let ready = live.units.iter().filter(|u| u.ready).count();
+                text.push_str(&format!(
+                    "replicas:    {replicas} (app containers: {} running, {ready} ready)\n",
+                    live.units.iter().filter(|u| u.state == "running").count()
+                ));
+            }
             for unit in live.units.iter().filter(|u| u.name.contains('-')) {
                 // Pods (Kubernetes) by name; Compose's one container is the state line above.
                 text.push_str(&format!(
@@ -244,6 +252,7 @@ mod tests {
 
     fn record(version: &str, result: Outcome) -> Record {
         Record {
+            replicas: None,
             version: version.into(),
             image_id: String::new(),
             time: time::OffsetDateTime::UNIX_EPOCH,
@@ -383,5 +392,33 @@ mod tests {
             running.contains(r"pod:         challenge-7d9f-x\u{1b}[1A Running, ready, restarts 1"),
             "{running}"
         );
+    }
+
+    #[test]
+    fn status_shows_the_recorded_replica_count_beside_the_containers_there() {
+        let mut release = record("1.0.0", Outcome::Ok);
+        release.replicas = Some(3);
+        let unit = |ready: bool| Unit {
+            name: "0123456789ab".into(),
+            state: "running".into(),
+            ready,
+            restarts: 0,
+        };
+        let live = Live {
+            units: vec![unit(true), unit(true), unit(false)],
+            ..running("1.0.0")
+        };
+        let text = status_text("dev", "infra-challenge-dev", &live, Some(&release));
+        assert!(
+            text.contains("replicas:    3 (app containers: 3 running, 2 ready)"),
+            "{text}"
+        );
+        let unrecorded = status_text(
+            "dev",
+            "infra-challenge-dev",
+            &live,
+            Some(&record("1.0.0", Outcome::Ok)),
+        );
+        assert!(!unrecorded.contains("replicas:"), "{unrecorded}");
     }
 }

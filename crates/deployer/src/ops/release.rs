@@ -38,10 +38,26 @@ pub fn release(
             return Err(nothing_changed(e));
         }
     };
+    // The replica count is the target's to check (and to choose when not given): what the release
+    // runs is what its record keeps.
+    let release = &match target.replicas(env, release.replicas) {
+        Ok(replicas) => Release {
+            replicas,
+            ..release.clone()
+        },
+        Err(e) => {
+            step.failed("");
+            return Err(nothing_changed(e));
+        }
+    };
     step.ok(&format!(
-        "{}, running now: {}",
+        "{}, running now: {}{}",
         target.name(),
-        before.as_deref().unwrap_or("nothing")
+        before.as_deref().unwrap_or("nothing"),
+        release
+            .replicas
+            .map(|n| format!("; the release runs {n} app container{}", plural(n)))
+            .unwrap_or_default()
     ));
 
     for created in target.ensure_secrets(env)? {
@@ -314,8 +330,13 @@ pub fn release_of(env: &Environment, version: &str, records: &[Record]) -> Relea
             release.image = record.image.clone();
         }
         release.manifests = record.manifests.clone();
+        release.replicas = record.replicas;
     }
     release
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// What the checks before a release learned.
@@ -429,6 +450,11 @@ fn restore(
     release: &Release,
     timeout: Duration,
 ) -> Result<()> {
+    // As many containers as the restored release ran (its record), else the target's default.
+    let release = &Release {
+        replicas: target.replicas(env, release.replicas)?,
+        ..release.clone()
+    };
     let artifact = target.artifact(env, release).map_err(|e| match e {
         Error::Prerequisite { problem, fix } => Error::prerequisite(
             format!("the previous release cannot run: {problem}"),
@@ -490,6 +516,7 @@ fn record(
         schema_version: facts.schema_version,
         purged_data: false,
         manifests: facts.applied.manifests.clone(),
+        replicas: release.replicas,
     }
 }
 
@@ -514,6 +541,7 @@ pub fn down_record(
         schema_version: None,
         purged_data,
         manifests: None,
+        replicas: None,
     }
 }
 
@@ -550,6 +578,7 @@ mod tests {
 
     fn ok(version: &str) -> Record {
         Record {
+            replicas: None,
             version: version.into(),
             image_id: String::new(),
             time: OffsetDateTime::UNIX_EPOCH,

@@ -80,6 +80,7 @@ mod tests {
 
     fn record(version: &str, schema: Option<i64>, action: Action, purged: bool) -> Record {
         Record {
+            replicas: None,
             version: version.into(),
             image_id: String::new(),
             time: OffsetDateTime::UNIX_EPOCH,

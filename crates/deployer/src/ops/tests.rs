@@ -80,6 +80,7 @@ impl Scripted {
 
 fn record(version: &str, action: Action, result: Outcome) -> Record {
     Record {
+        replicas: None,
         version: version.into(),
         image_id: format!("sha256:{version}"),
         time: OffsetDateTime::UNIX_EPOCH,
@@ -447,4 +448,33 @@ fn a_release_the_platform_would_refuse_changes_nothing_and_says_so() {
     );
     assert!(target.applied.borrow().is_empty(), "nothing was applied");
     assert_eq!(target.records.borrow().len(), 1, "no record, no rollback");
+}
+
+#[test]
+fn a_replica_count_on_a_target_that_scales_by_itself_is_refused_and_changes_nothing() {
+    let stop = Stop::default();
+    let (ctx, _state) = context(&stop, &[]);
+    let target = Scripted::new(&stop, vec![("1.0.0", Script::Healthy("1.0.0"))]);
+    let env = ctx.environment("qa").expect("an environment");
+    let mut plan = env.release("1.0.0");
+    plan.replicas = Some(3);
+    let error = release::release(
+        &ctx,
+        &target,
+        &env,
+        &plan,
+        Action::Deploy,
+        Duration::from_secs(5),
+    )
+    .unwrap_err();
+    assert_eq!(error.exit_code(), crate::error::exit::USAGE, "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("--replicas 3 is for --target compose"),
+        "{text}"
+    );
+    assert!(text.contains("HorizontalPodAutoscaler"), "{text}");
+    assert!(text.ends_with("nothing was changed"), "{text}");
+    assert!(target.applied.borrow().is_empty());
+    assert!(target.records.borrow().is_empty());
 }

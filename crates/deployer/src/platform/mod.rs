@@ -270,6 +270,22 @@ pub trait Target {
         Ok(())
     }
 
+    /// How many app instances a release runs: `requested` (`--replicas`, or the count the record of
+    /// the release being returned to kept) checked against what the target can run, else the
+    /// target's default. `None`: the target does not set a count. Kubernetes takes this default: its
+    /// HorizontalPodAutoscaler owns the Deployment's replica count between the overlay's
+    /// `minReplicas` and `maxReplicas`, and a count set by the deployer would be overridden by it at
+    /// its next look (or, set on the Deployment, fight it), so `--replicas` is refused there.
+    fn replicas(&self, _env: &Environment, requested: Option<u32>) -> Result<Option<u32>> {
+        match requested {
+            None => Ok(None),
+            Some(n) => Err(crate::error::Error::usage(format!(
+                "--replicas {n} is for --target compose: on {} the HorizontalPodAutoscaler sets the pod count between minReplicas and maxReplicas, so change those in deploy/kubernetes/overlays/<env>/horizontalpodautoscaler.yaml instead",
+                self.title()
+            ))),
+        }
+    }
+
     /// What deploying `release` would change against what runs, secret values redacted.
     fn diff(&self, env: &Environment, release: &Release) -> Result<Changes>;
 

@@ -2,7 +2,8 @@
 //! or the standalone `docker-compose` (v1), whichever the machine has.
 //!
 //! Compose is driven as a process with the release's choices passed as the variables the compose
-//! file interpolates (`APP_IMAGE`, `APP_VERSION`, `DB_IMAGE`, `APP_PORT`, `SECRETS_DIR`). Questions
+//! file interpolates (`APP_IMAGE`, `APP_VERSION`, `DB_IMAGE`, `APP_PORT`, `SECRETS_DIR`, and the CPU
+//! limits `APP_CPUS`, `PROXY_CPUS`, `PROXY_THREADS` that follow the replica count). Questions
 //! about running containers go to `docker` directly, through Compose's own labels: the same for
 //! both flavours, and much faster than starting Compose v1's Python.
 
@@ -75,6 +76,8 @@ pub struct ComposeTarget {
     /// Where each environment's ledger lives (`<state dir>/<env>/releases.jsonl`).
     state_dir: PathBuf,
     flavour: OnceLock<Flavour>,
+    /// The CPUs of the Docker engine's host (`docker info`), asked once.
+    engine_cpus: OnceLock<u32>,
     /// The release being brought up beside the running one (between `apply` and `switch`).
     rollout: RefCell<Option<Rollout>>,
 }
@@ -85,16 +88,67 @@ impl ComposeTarget {
             file: project_dir.join(COMPOSE_FILE),
             state_dir: state_dir.to_path_buf(),
             flavour: OnceLock::new(),
+            engine_cpus: OnceLock::new(),
             rollout: RefCell::new(None),
         }
     }
 
-    /// A target with a known Compose flavour (no detection): what unit tests build commands with.
+    /// A target with a known Compose flavour (no detection) and an engine host of 4 CPUs: what unit
+    /// tests build commands with.
     #[cfg(test)]
     fn with_flavour(project_dir: &Path, state_dir: &Path, flavour: Flavour) -> Self {
         let target = ComposeTarget::new(project_dir, state_dir);
         let _ = target.flavour.set(flavour);
+        let _ = target.engine_cpus.set(4);
         target
+    }
+
+    /// HAProxy's configuration beside compose.yaml (its server-template bounds the replica count).
+    fn proxy_config(&self) -> PathBuf {
+        self.file.with_file_name("haproxy.cfg")
+    }
+
+    /// The CPUs of the Docker engine's host (`docker info`'s NCPU): where the containers run, which
+    /// is another machine than the deployer's when DOCKER_HOST names a remote engine, or a VM's when
+    /// Docker Desktop runs one. The deployer's own CPU count would be wrong in both cases.
+    fn engine_cpus(&self) -> Result<u32> {
+        if let Some(cpus) = self.engine_cpus.get() {
+            return Ok(*cpus);
+        }
+        let text = Cmd::new("docker")
+            .args(["info", "--format", "{{.NCPU}}"])
+            .checked(Duration::from_secs(20))?;
+        let cpus = text.trim().parse::<u32>().map_err(|_| {
+            Error::Other(format!(
+                "`docker info --format {{{{.NCPU}}}}` printed {:?}, not a CPU count",
+                text.trim()
+            ))
+        })?;
+        Ok(*self.engine_cpus.get_or_init(|| cpus.max(1)))
+    }
+
+    /// The most replicas haproxy.cfg's server slots hold during a release (old and new side by side).
+    fn max_replicas(&self) -> Result<u32> {
+        let path = self.proxy_config();
+        let text = std::fs::read_to_string(&path)
+            .map_err(Error::io(format!("reading {}", path.display())))?;
+        rollout::max_replicas(&text).map_err(|why| {
+            Error::prerequisite(
+                format!("{}: {why}", path.display()),
+                "restore the proxy's server-template lines (git checkout deploy/compose/haproxy.cfg)",
+            )
+        })
+    }
+
+    /// The replica count a release runs: its own (checked before it started), else the default.
+    fn replicas_of(&self, release: &Release) -> Result<u32> {
+        match release.replicas {
+            Some(n) => Ok(n),
+            None => Ok(rollout::default_replicas(
+                self.engine_cpus()?,
+                self.max_replicas()?,
+            )),
+        }
     }
 
     /// The environment's secret values, so that any output can be redacted.
@@ -126,12 +180,18 @@ impl ComposeTarget {
     }
 
     /// `docker compose -p <project> -f <file>` with the variables compose.yaml interpolates, for
-    /// the release running `image` (`repository:version`).
-    fn compose(&self, env: &Environment, image: &str) -> Result<Cmd> {
+    /// the release running `image` (`repository:version`) in `replicas` app containers (the CPU
+    /// limits follow from it; `None` for commands that start nothing, where compose.yaml's defaults
+    /// stand in).
+    fn compose(&self, env: &Environment, image: &str, replicas: Option<u32>) -> Result<Cmd> {
         let (repository, version) = split_image(image);
-        Ok(self
-            .flavour()?
-            .base()
+        let mut cmd = self.flavour()?.base();
+        if let Some(replicas) = replicas {
+            for (name, value) in rollout::cpu_split(self.engine_cpus()?, replicas).variables() {
+                cmd = cmd.env(name, value);
+            }
+        }
+        Ok(cmd
             .arg("--project-name")
             .arg(env.project())
             .arg("--file")
@@ -155,7 +215,8 @@ impl ComposeTarget {
     /// `up` of the database and the proxy alone (each replaced only if its own configuration
     /// changed): the running app is left alone.
     fn up_infrastructure(&self, env: &Environment, release: &Release) -> Result<Cmd> {
-        Ok(self.compose(env, &release.image)?.args([
+        let replicas = self.replicas_of(release)?;
+        Ok(self.compose(env, &release.image, Some(replicas))?.args([
             "up",
             "--detach",
             "--no-build",
@@ -166,11 +227,13 @@ impl ComposeTarget {
         ]))
     }
 
-    /// `up --scale app=N --no-recreate`: new app containers of the release beside the `N - 1`
-    /// running ones, which Compose leaves as they are.
-    fn scale_up(&self, env: &Environment, release: &Release, total: usize) -> Result<Cmd> {
+    /// `up --scale app=M+N --no-recreate`: the release's N app containers beside the M running
+    /// ones (`running`), which Compose leaves as they are.
+    fn scale_up(&self, env: &Environment, release: &Release, running: usize) -> Result<Cmd> {
+        let replicas = self.replicas_of(release)?;
+        let total = running + replicas as usize;
         Ok(self
-            .compose(env, &release.image)?
+            .compose(env, &release.image, Some(replicas))?
             .args([
                 "up",
                 "--detach",
@@ -183,19 +246,27 @@ impl ComposeTarget {
             .arg(APP_SERVICE))
     }
 
-    /// `up`: the release's containers, replacing what differs, removing services no longer declared.
+    /// `up`: the release's containers (N of the app), replacing what differs, removing services no
+    /// longer declared.
     fn up(&self, env: &Environment, release: &Release) -> Result<Cmd> {
-        Ok(self.compose(env, &release.image)?.args([
-            "up",
-            "--detach",
-            "--remove-orphans",
-            "--no-build",
-        ]))
+        let replicas = self.replicas_of(release)?;
+        Ok(self
+            .compose(env, &release.image, Some(replicas))?
+            .args([
+                "up",
+                "--detach",
+                "--remove-orphans",
+                "--no-build",
+                "--scale",
+            ])
+            .arg(format!("{APP_SERVICE}={replicas}")))
     }
 
     /// `down`: containers and network; volumes too with `purge_data`.
     fn down_cmd(&self, env: &Environment, image: &str, purge_data: bool) -> Result<Cmd> {
-        let cmd = self.compose(env, image)?.args(["down", "--remove-orphans"]);
+        let cmd = self
+            .compose(env, image, None)?
+            .args(["down", "--remove-orphans"]);
         Ok(if purge_data {
             cmd.arg("--volumes")
         } else {
@@ -206,7 +277,7 @@ impl ComposeTarget {
     /// `logs`: the last lines of one or all services.
     fn logs_cmd(&self, env: &Environment, image: &str, options: &LogOptions) -> Result<Cmd> {
         let mut cmd = self
-            .compose(env, image)?
+            .compose(env, image, None)?
             .args(["logs", "--tail"])
             .arg(options.tail.to_string());
         if options.follow {
@@ -485,18 +556,23 @@ impl ComposeTarget {
         Ok(())
     }
 
-    /// Stops the old release's containers one by one (each drains while the proxy takes it out of
-    /// rotation) and removes them.
+    /// Stops the old release's containers (each drains while the proxy takes it out of rotation)
+    /// and removes them. All at once: every new container is in rotation already, and `docker stop`
+    /// stops the containers it is given in parallel, so a release of N takes one drain, not N.
     fn drain(&self, old: &[String], step: &mut Step<'_>) -> Result<()> {
-        for id in old {
-            step.detail(&format!("draining {}", &id[..12.min(id.len())]));
-            Cmd::new("docker")
-                .args(["stop", "--time", &DRAIN_TIMEOUT.as_secs().to_string(), id])
-                .checked(DRAIN_TIMEOUT + Duration::from_secs(20))?;
-            Cmd::new("docker")
-                .args(["rm", "--force", id])
-                .checked(Duration::from_secs(60))?;
+        if old.is_empty() {
+            return Ok(());
         }
+        let short: Vec<&str> = old.iter().map(|id| &id[..12.min(id.len())]).collect();
+        step.detail(&format!("draining {}", short.join(", ")));
+        Cmd::new("docker")
+            .args(["stop", "--time", &DRAIN_TIMEOUT.as_secs().to_string()])
+            .args(old)
+            .checked(DRAIN_TIMEOUT + Duration::from_secs(20))?;
+        Cmd::new("docker")
+            .args(["rm", "--force"])
+            .args(old)
+            .checked(Duration::from_secs(60))?;
         Ok(())
     }
 
@@ -506,7 +582,7 @@ impl ComposeTarget {
     fn resolved_config(&self, env: &Environment, release: &Release) -> Result<serde_json::Value> {
         self.check_file()?;
         let output = self
-            .compose(env, &release.image)?
+            .compose(env, &release.image, Some(self.replicas_of(release)?))?
             .arg("config")
             .output(Duration::from_secs(60))?;
         if !output.success {
@@ -659,6 +735,16 @@ impl Target for ComposeTarget {
         }
     }
 
+    fn replicas(&self, _env: &Environment, requested: Option<u32>) -> Result<Option<u32>> {
+        let max = self.max_replicas()?;
+        match requested {
+            Some(n) => rollout::check_replicas(n, max, &self.proxy_config().display().to_string())
+                .map(Some)
+                .map_err(Error::usage),
+            None => Ok(Some(rollout::default_replicas(self.engine_cpus()?, max))),
+        }
+    }
+
     fn artifact(&self, env: &Environment, release: &Release) -> Result<String> {
         let image_id = docker::image_id(&release.image)?.ok_or_else(|| {
             Error::prerequisite(
@@ -802,7 +888,7 @@ impl Target for ComposeTarget {
     fn render(&self, env: &Environment, release: &Release) -> Result<String> {
         self.check_file()?;
         let text = self
-            .compose(env, &release.image)?
+            .compose(env, &release.image, Some(self.replicas_of(release)?))?
             .arg("config")
             .checked(Duration::from_secs(60))?;
         Ok(redact(&text, &self.secret_values(env)))
@@ -855,11 +941,16 @@ impl Target for ComposeTarget {
                     infrastructure.explanation().lines().last().unwrap_or("")
                 )));
             }
-            step.detail("starting the new release beside the running one");
+            step.detail(&format!(
+                "starting the new release's {} container(s) beside the {} running",
+                self.replicas_of(release)
+                    .map_err(|e| Diagnosis::cause(e.to_string()))?,
+                running.len()
+            ));
             *self.rollout.borrow_mut() = Some(Rollout {
                 old: running.clone(),
             });
-            self.scale_up(env, release, running.len() + 1)
+            self.scale_up(env, release, running.len())
         }
         .map_err(|e| Diagnosis::cause(e.to_string()))?;
         let output = cmd.output(remaining(deadline).max(Duration::from_secs(1)));
@@ -895,6 +986,9 @@ impl Target for ComposeTarget {
     ) -> Result<(), Diagnosis> {
         let started = Instant::now();
         let mut last_log_check = Instant::now();
+        let replicas = self
+            .replicas_of(release)
+            .map_err(|e| Diagnosis::cause(e.to_string()))? as usize;
         // Restart counts when first seen: a process that crashes after a moment of running is
         // mostly seen `running` between Docker's restarts, but its count goes up.
         let mut first_restarts: HashMap<String, u64> = HashMap::new();
@@ -931,9 +1025,17 @@ impl Target for ComposeTarget {
                 }
             }
             // Docker's own verdict, the one `status`, `docker ps` and the restart policy go by: a
-            // release is done when its healthcheck (`challenge healthcheck`, i.e. /readyz is 200)
-            // has passed, so what `deploy` reports is what everything else sees right after.
-            let healthy = !ours.is_empty()
+            // release is done when the healthcheck (`challenge healthcheck`, i.e. /readyz is 200)
+            // of every one of its N containers has passed, so what `deploy` reports is what
+            // everything else sees right after.
+            let old = self
+                .rollout
+                .borrow()
+                .as_ref()
+                .map(|r| r.old.clone())
+                .unwrap_or_default();
+            let new_count = ours.iter().filter(|s| !old.contains(&s.id)).count();
+            let healthy = new_count >= replicas
                 && ours.iter().all(|s| match s.health.as_deref() {
                     Some(health) => health == "healthy",
                     None => s.status == "running",
@@ -943,12 +1045,6 @@ impl Target for ComposeTarget {
                 // labelled as is removed while the old one still serves. (The proxy finds new
                 // containers through Docker's DNS and may already route to one whose /readyz
                 // passed; the check cannot keep those few requests away from it.)
-                let old = self
-                    .rollout
-                    .borrow()
-                    .as_ref()
-                    .map(|r| r.old.clone())
-                    .unwrap_or_default();
                 let new: Vec<&ContainerState> =
                     ours.into_iter().filter(|s| !old.contains(&s.id)).collect();
                 return self.check_versions(release, &new, step);
@@ -964,10 +1060,16 @@ impl Target for ComposeTarget {
                     return Err(self.diagnose(env, release, None));
                 }
             }
-            step.detail(&match ours.first() {
-                Some(state) => state.describe(),
-                None => "waiting for the app container".to_string(),
-            });
+            step.detail(
+                &match ours.iter().find(|s| s.health.as_deref() != Some("healthy")) {
+                    Some(state) => format!(
+                        "{} of {replicas} new containers: {}",
+                        new_count,
+                        state.describe()
+                    ),
+                    None => format!("{new_count} of {replicas} new containers created"),
+                },
+            );
             if Instant::now() >= deadline {
                 return Err(self.diagnose(env, release, Some(started.elapsed())));
             }
@@ -1164,6 +1266,7 @@ mod tests {
     fn up_runs_the_release_with_the_variables_compose_yaml_interpolates() {
         let mut release = env().release("1.2.0");
         release.image = "registry.local:5000/team/infra-challenge:1.2.0".into();
+        release.replicas = Some(3);
         let up = target().up(&env(), &release).unwrap();
         assert_eq!(
             up.argv(),
@@ -1177,7 +1280,9 @@ mod tests {
                 "up",
                 "--detach",
                 "--remove-orphans",
-                "--no-build"
+                "--no-build",
+                "--scale",
+                "app=3"
             ]
         );
         let var = |key| up.env_value(key).unwrap();
@@ -1186,6 +1291,78 @@ mod tests {
         assert_eq!(var("DB_IMAGE"), "mysql:8.4");
         assert_eq!(var("APP_PORT"), "8081");
         assert_eq!(var("SECRETS_DIR"), "/state/qa/secrets");
+        // The test target's engine host has 4 CPUs: 3 containers share them, the proxy gets 2.
+        assert_eq!(var("APP_CPUS"), "1.33");
+        assert_eq!(var("PROXY_CPUS"), "2.0");
+        assert_eq!(var("PROXY_THREADS"), "2");
+    }
+
+    #[test]
+    fn a_release_starts_its_n_containers_beside_the_m_running_ones() {
+        let mut release = env().release("2.0.0");
+        release.replicas = Some(2);
+        let target = target();
+        let scale = target.scale_up(&env(), &release, 3).unwrap();
+        assert_eq!(
+            scale.argv()[6..],
+            [
+                "up",
+                "--detach",
+                "--no-build",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+                "app=5",
+                "app"
+            ]
+        );
+        assert_eq!(scale.env_value("APP_CPUS").unwrap(), "2.00");
+        // The proxy's limits are the same whatever the count: updating it never recreates it.
+        let infrastructure = target.up_infrastructure(&env(), &release).unwrap();
+        release.replicas = Some(4);
+        let other = target.up_infrastructure(&env(), &release).unwrap();
+        for key in ["PROXY_CPUS", "PROXY_THREADS"] {
+            assert_eq!(infrastructure.env_value(key), other.env_value(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn commands_that_start_nothing_leave_the_cpu_limits_to_compose_yaml() {
+        let logs = target()
+            .logs_cmd(
+                &env(),
+                "infra-challenge:1",
+                &LogOptions {
+                    follow: false,
+                    tail: 10,
+                    previous: false,
+                    service: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(logs.env_value("APP_CPUS"), None);
+    }
+
+    #[test]
+    fn the_replica_count_is_checked_against_the_repository_s_haproxy_cfg() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target = ComposeTarget::with_flavour(
+            &root,
+            Path::new("/state"),
+            Flavour::Standalone {
+                version: "1.29.2".into(),
+            },
+        );
+        assert_eq!(target.replicas(&env(), Some(8)).unwrap(), Some(8));
+        assert_eq!(
+            target.replicas(&env(), None).unwrap(),
+            Some(4),
+            "one per CPU of the (test) engine host"
+        );
+        let error = target.replicas(&env(), Some(9)).unwrap_err();
+        assert_eq!(error.exit_code(), crate::error::exit::USAGE);
+        assert!(error.to_string().contains("at most 8 replicas"), "{error}");
+        assert!(error.to_string().contains("haproxy.cfg"), "{error}");
     }
 
     #[test]

@@ -87,6 +87,7 @@ mod tests {
 
     fn record(version: &str, revision: u64, action: Action, purged_data: bool) -> Record {
         Record {
+            replicas: None,
             version: version.into(),
             image_id: String::new(),
             time: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(revision as i64),

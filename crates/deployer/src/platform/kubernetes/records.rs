@@ -242,6 +242,7 @@ mod tests {
 
     fn record(revision: u64) -> Record {
         Record {
+            replicas: None,
             version: "0.1.0".into(),
             image_id: "sha256:5f0c".into(),
             time: datetime!(2025-03-04 05:06:07.123456789 UTC),
@@ -368,6 +369,7 @@ mod tests {
         assert_eq!(
             decoded,
             Record {
+                replicas: None,
                 version: "0.1.0".into(),
                 image_id: "sha256:5f0c".into(),
                 time: datetime!(2025-03-04 05:06:07.5 UTC),

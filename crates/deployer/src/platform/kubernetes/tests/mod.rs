@@ -2572,6 +2572,7 @@ fn the_history_keeps_the_last_ten_releases() {
     let mark = fake.mark();
     for patch in 1..=12 {
         let record = crate::ledger::Record {
+            replicas: None,
             version: format!("1.0.{patch}"),
             image_id: image(&format!("1.0.{patch}")),
             time: OffsetDateTime::now_utc(),
