@@ -3,9 +3,9 @@
 //! `attribution` build, crates/challenge/src/attribution.rs) and, for the full service, split by
 //! the crate or library that executes them.
 //!
-//! Instruction counts do not depend on what else the machine does, so they attribute the cost of a
-//! feature where requests per second, on two CPUs shared with wrk and MariaDB, move by less than
-//! their noise. They count user space only: the system calls' work in the kernel, which is most of
+//! Instruction counts hardly depend on what else the machine does (they vary by about 2 % from run
+//! to run: thread timing changes how often the runtime polls), so they attribute the cost of a
+//! feature where requests per second, on two CPUs shared with wrk and MariaDB, move by more than it. They count user space only: the system calls' work in the kernel, which is most of
 //! a request's CPU time (the profile part), is not in them.
 
 use std::collections::BTreeMap;
@@ -349,8 +349,9 @@ fn render(report: &Report) -> String {
         "Command: `{}`. The service serves its seeded database ({ROWS} tasks) under callgrind with \
          `RUST_LOG=warn`; {WARMUP} GETs of one task warm it up, the counters are zeroed, and the figure is \
          what it executed in user space for the next {COUNTED} (GET one task, {CONNECTIONS} keep-alive \
-         connections), divided by {COUNTED}. The counts repeat from run to run whatever else the machine \
-         does; the kernel's work for the system calls is not in them.\n",
+         connections), divided by {COUNTED}. The counts vary by about 2 % from run to run, whatever \
+         else the machine does (thread timing changes how often the runtime polls); the kernel's work for the \
+         system calls is not in them.\n",
         report.command
     );
     out.push_str("| service | instructions per request | difference to the service as shipped |\n");
