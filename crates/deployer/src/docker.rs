@@ -33,6 +33,27 @@ pub fn engine_version() -> Result<String> {
     }
 }
 
+/// The CPUs of the engine's host (`docker info`'s NCPU), or the same prerequisite error as
+/// [`engine_version`] when the engine cannot be reached.
+pub fn engine_cpus() -> Result<u32> {
+    let output = Cmd::new("docker")
+        .args(["info", "--format", "{{.NCPU}}"])
+        .output(QUERY)
+        .map_err(|e| match e {
+            Error::Command { detail, .. } => unreachable_engine(&detail),
+            other => other,
+        })?;
+    if !output.success {
+        return Err(unreachable_engine(&output.explanation()));
+    }
+    let text = output.stdout.trim();
+    text.parse::<u32>().map_err(|_| {
+        Error::Other(format!(
+            "`docker info --format {{{{.NCPU}}}}` printed {text:?}, not a CPU count"
+        ))
+    })
+}
+
 fn unreachable_engine(detail: &str) -> Error {
     let address = engine_address();
     let first_line = detail

@@ -115,15 +115,7 @@ impl ComposeTarget {
         if let Some(cpus) = self.engine_cpus.get() {
             return Ok(*cpus);
         }
-        let text = Cmd::new("docker")
-            .args(["info", "--format", "{{.NCPU}}"])
-            .checked(Duration::from_secs(20))?;
-        let cpus = text.trim().parse::<u32>().map_err(|_| {
-            Error::Other(format!(
-                "`docker info --format {{{{.NCPU}}}}` printed {:?}, not a CPU count",
-                text.trim()
-            ))
-        })?;
+        let cpus = crate::docker::engine_cpus()?;
         Ok(*self.engine_cpus.get_or_init(|| cpus.max(1)))
     }
 
