@@ -738,12 +738,7 @@ fn render(report: &Report) -> String {
         ("stack (published port)", &v.stack),
         ("same binary natively", &v.native),
     ] {
-        let runs = s
-            .runs_rps
-            .iter()
-            .map(|rps| format!("{rps:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let runs = s.runs_list();
         let _ = writeln!(
             md,
             "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {runs} |",
@@ -791,12 +786,7 @@ fn render(report: &Report) -> String {
     for (scenario, routes) in SCENARIOS.iter().zip(&report.cost) {
         for figures in routes {
             let s = &figures.summary;
-            let runs = s
-                .runs_rps
-                .iter()
-                .map(|rps| format!("{rps:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let runs = s.runs_list();
             let _ = writeln!(
                 md,
                 "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {} | {runs} |",

@@ -72,6 +72,14 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Each run's requests/s, in the order they ran: `9644, 8017, 8849`.
+    pub fn runs_list(&self) -> String {
+        self.runs_rps
+            .iter()
+            .map(|rps| format!("{rps:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
     pub fn of(runs: &[WrkResult]) -> Summary {
         let figure = |f: fn(&WrkResult) -> f64| median(runs.iter().map(f).collect());
         Summary {
@@ -398,12 +406,7 @@ fn micros(value: Option<f64>) -> String {
 }
 
 fn runs(summary: &Summary) -> String {
-    summary
-        .runs_rps
-        .iter()
-        .map(|rps| format!("{rps:.0}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    summary.runs_list()
 }
 
 fn goals(md: &mut String, cx: &Context, baseline: Option<&Measured>, current: &Measured) {
