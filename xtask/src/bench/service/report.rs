@@ -228,7 +228,7 @@ fn single_table(md: &mut String, cx: &Context, current: &Measured) {
         let _ = writeln!(md, "\n| scenario | runs (requests/s) |");
         let _ = writeln!(md, "| --- | --- |");
         for (scenario, s) in SCENARIOS.iter().zip(&current.scenarios) {
-            let _ = writeln!(md, "| {} | {} |", scenario.name, runs(s));
+            let _ = writeln!(md, "| {} | {} |", scenario.name, s.runs_list());
         }
     }
     let _ = writeln!(
@@ -272,20 +272,11 @@ fn compare_tables(md: &mut String, cx: &Context, baseline: &Measured, current: &
         current.ceiling_share(&cx.ceiling)
     );
     if cx.rounds > 1 {
-        let _ = writeln!(
+        runs_table(
             md,
-            "| scenario | baseline runs (req/s) | current runs (req/s) |"
+            ("baseline", &baseline.scenarios),
+            ("current", &current.scenarios),
         );
-        let _ = writeln!(md, "| --- | --- | --- |");
-        for (index, scenario) in SCENARIOS.iter().enumerate() {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} |",
-                scenario.name,
-                runs(&baseline.scenarios[index]),
-                runs(&current.scenarios[index])
-            );
-        }
         md.push('\n');
     }
     let _ = writeln!(
@@ -327,20 +318,12 @@ fn peer_table(md: &mut String, rounds: u32, current: &Measured, peer: &Measured)
         );
     }
     if rounds > 1 {
-        let _ = writeln!(
+        md.push('\n');
+        runs_table(
             md,
-            "\n| scenario | challenge runs (req/s) | Go peer runs (req/s) |"
+            ("challenge", &current.scenarios),
+            ("Go peer", &peer.scenarios),
         );
-        let _ = writeln!(md, "| --- | --- | --- |");
-        for (index, scenario) in SCENARIOS.iter().enumerate() {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} |",
-                scenario.name,
-                runs(&current.scenarios[index]),
-                runs(&peer.scenarios[index])
-            );
-        }
     }
     let _ = writeln!(
         md,
@@ -405,8 +388,23 @@ fn micros(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |us| format!("{us:.0} µs"))
 }
 
-fn runs(summary: &Summary) -> String {
-    summary.runs_list()
+/// Each scenario's runs (requests/s) of two servers side by side.
+fn runs_table(md: &mut String, left: (&str, &[Summary]), right: (&str, &[Summary])) {
+    let _ = writeln!(
+        md,
+        "| scenario | {} runs (req/s) | {} runs (req/s) |",
+        left.0, right.0
+    );
+    let _ = writeln!(md, "| --- | --- | --- |");
+    for (index, scenario) in SCENARIOS.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            scenario.name,
+            left.1[index].runs_list(),
+            right.1[index].runs_list()
+        );
+    }
 }
 
 fn goals(md: &mut String, cx: &Context, baseline: Option<&Measured>, current: &Measured) {
