@@ -4,6 +4,7 @@
 //! and keeps the others' last figures.
 
 mod deploy;
+mod host_cpu;
 mod image;
 mod instructions;
 mod profile;

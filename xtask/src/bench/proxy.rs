@@ -19,6 +19,7 @@ use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
 use super::deploy::{Environment, V1, V2, compose_flavour};
+use super::host_cpu;
 use super::service::Summary;
 use super::service::wrk::{self, WrkResult};
 use crate::service::{Output, Service};
@@ -266,6 +267,9 @@ struct Versus {
     app_cpus: String,
     stack: Summary,
     native: Summary,
+    /// The whole machine's CPU per request (stack, native), medians of the runs; `None` without
+    /// /proc.
+    cpu: Option<(host_cpu::PerRequest, host_cpu::PerRequest)>,
 }
 
 impl Versus {
@@ -540,6 +544,7 @@ fn versus(
         wrk::get(sh, url, scenario.threads, scenario.connections, WARMUP)?;
     }
     let mut runs: [Vec<WrkResult>; 2] = Default::default();
+    let mut machine: [Vec<host_cpu::PerRequest>; 2] = Default::default();
     for round in 0..ROUNDS {
         for (which, url) in urls.iter().enumerate() {
             util::step(&format!(
@@ -548,16 +553,22 @@ fn versus(
                 scenario.name,
                 ["the stack's published port", "the native binary"][which]
             ));
+            let before = host_cpu::Sample::now();
             let out = wrk::get(sh, url, scenario.threads, scenario.connections, DURATION)?;
+            if let (Some(before), Some(after)) = (before, host_cpu::Sample::now()) {
+                machine[which].push(after.since(&before, wrk::totals(&out)?.0));
+            }
             runs[which].push(wrk::parse(&out)?);
         }
     }
     drop(native);
+    let [stack_cpu, native_cpu] = machine.map(|runs| host_cpu::PerRequest::median(&runs));
     Ok(Versus {
         replicas,
         app_cpus,
         stack: Summary::of(&runs[0]),
         native: Summary::of(&runs[1]),
+        cpu: stack_cpu.zip(native_cpu),
     })
 }
 
@@ -693,6 +704,40 @@ fn wrk_version(sh: &Shell) -> String {
         .unwrap_or_else(|| "wrk".into())
 }
 
+/// The whole machine's CPU per request during the stack's and the native binary's runs.
+fn render_machine_cpu(
+    md: &mut String,
+    stack: &host_cpu::PerRequest,
+    native: &host_cpu::PerRequest,
+) {
+    let _ = writeln!(
+        md,
+        "\nWhere the machine's CPU time went during those runs, per request answered (µs; from /proc: \
+         each process's user and system time by its command name, inside containers or not, and the \
+         machine's busy time; medians of the runs). \"other\" is the busy time of no listed process: \
+         interrupts and network processing the kernel charges to no process, the containers' health \
+         checks, everything else.\n"
+    );
+    let mut header = String::from("| run |");
+    let mut rule = String::from("| --- |");
+    for group in &host_cpu::GROUPS {
+        let _ = write!(header, " {} |", group.label);
+        rule.push_str(" ---: |");
+    }
+    let _ = writeln!(md, "{header} other | all |");
+    let _ = writeln!(md, "{rule} ---: | ---: |");
+    for (name, cpu) in [
+        ("stack (published port)", stack),
+        ("same binary natively", native),
+    ] {
+        let mut row = format!("| {name} |");
+        for us in &cpu.groups {
+            let _ = write!(row, " {us:.0} |");
+        }
+        let _ = writeln!(md, "{row} {:.0} | {:.0} |", cpu.other, cpu.total);
+    }
+}
+
 fn render(report: &Report) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "## Reverse proxy (HAProxy) in the Compose stack\n");
@@ -754,6 +799,10 @@ fn render(report: &Report) -> String {
         v.stack.errors,
         if met { "met" } else { "NOT met" }
     );
+
+    if let Some((stack, native)) = &v.cpu {
+        render_machine_cpu(&mut md, stack, native);
+    }
 
     let _ = writeln!(md, "\n### What the proxy costs a request\n");
     let _ = writeln!(
@@ -964,6 +1013,18 @@ mod tests {
                     result(13000.0, 4.0, 9.0),
                     result(12500.0, 4.0, 9.5),
                 ]),
+                cpu: Some((
+                    host_cpu::PerRequest {
+                        groups: vec![90.0, 40.0, 30.0, 25.0, 45.0, 20.0],
+                        other: 50.0,
+                        total: 300.0,
+                    },
+                    host_cpu::PerRequest {
+                        groups: vec![70.0, 0.0, 0.0, 1.0, 40.0, 18.0],
+                        other: 11.0,
+                        total: 140.0,
+                    },
+                )),
             },
             busy: Some((1.0, 2.0)),
             cost: SCENARIOS
@@ -1032,6 +1093,29 @@ mod tests {
         report.versus.native.rps = 20000.0;
         assert!(render(&report).contains("**0.33x**"));
         assert!(render(&report).contains("NOT met"));
+    }
+
+    #[test]
+    fn the_machines_cpu_per_request_is_shown_for_both_runs() {
+        let mut report = report();
+        let md = render(&report);
+        assert!(
+            md.contains(
+                "| run | service (`challenge`) | HAProxy | port forwarding (`docker-proxy`) | engine \
+                 (`dockerd`, `containerd`, shims) | database (`mariadbd`) | load (`wrk`) | other | all |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| stack (published port) | 90 | 40 | 30 | 25 | 45 | 20 | 50 | 300 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| same binary natively | 70 | 0 | 0 | 1 | 40 | 18 | 11 | 140 |"),
+            "{md}"
+        );
+        report.versus.cpu = None;
+        assert!(!render(&report).contains("| run | service"));
     }
 
     #[test]
