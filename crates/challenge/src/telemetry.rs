@@ -271,10 +271,15 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
             };
         }
         // Inside the request's span, so that its OTLP log record carries the span's trace and span
-        // ids.
+        // ids. Probes are debug, whatever they answer (a readiness check fails every second while
+        // the database is away). A failed request (5xx) is a warning: `RUST_LOG=info,http=warn`
+        // keeps its line and drops those of the requests that went well (a line costs the Compose
+        // stack as much CPU as the request itself: docs/BENCHMARKS.md, "The log path").
         span.in_scope(|| {
             if PROBES.contains(&route.as_str()) {
                 log_request!(debug);
+            } else if status >= 500 {
+                log_request!(warn);
             } else {
                 log_request!(info);
             }

@@ -315,3 +315,63 @@ async fn without_an_export_the_line_carries_the_callers_trace_id_or_a_new_one() 
         GET_TRACE
     );
 }
+
+/// The `http` line of the request `request_id` on stdout, as JSON.
+fn request_line(stdout: &str, request_id: &str) -> Option<serde_json::Value> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["target"] == "http" && line["request_id"] == request_id)
+}
+
+/// A failed request (5xx) is logged as a warning, one that went well as info, so that
+/// `RUST_LOG=info,http=warn` keeps the failures' lines only (what docs/BENCHMARKS.md offers for the
+/// Compose stack); probes stay debug whatever they answer.
+#[tokio::test]
+async fn failed_requests_are_warnings_so_a_filter_can_keep_them_alone() {
+    // The database refuses this password: every database-backed request fails with 503.
+    let refused = [("DB_PASSWORD", "a-password-the-database-refuses")];
+    for (filter, expect_ok_line) in [("info", true), ("info,http=warn", false)] {
+        let env = [refused[0], ("RUST_LOG", filter), ("LOG_FORMAT", "json")];
+        let mut server = Binary::start_until(&env, true, "/healthz").await;
+        let client = reqwest::Client::new();
+        let failed = client
+            .get(format!("{}/api/tasks/1", server.base))
+            .header("x-request-id", "failed-request")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(failed.status(), 503);
+        let fine = client
+            .get(format!("{}/healthz", server.base))
+            .header("x-request-id", "probe-request")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(fine.status(), 200);
+        let missing = client
+            .get(format!("{}/no/such/route", server.base))
+            .header("x-request-id", "client-error")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        server.terminate();
+        assert_eq!(server.exit_code(Duration::from_secs(10)).await, Some(0));
+        let stdout = server.logs().await;
+
+        let line = request_line(&stdout, "failed-request")
+            .unwrap_or_else(|| panic!("RUST_LOG={filter}: no line for the 503 in:\n{stdout}"));
+        assert_eq!(line["level"], "WARN", "RUST_LOG={filter}: {line}");
+        assert_eq!(line["status"], 503);
+        assert!(
+            request_line(&stdout, "probe-request").is_none(),
+            "RUST_LOG={filter}: a probe logged at info or above:\n{stdout}"
+        );
+        match request_line(&stdout, "client-error") {
+            Some(line) if expect_ok_line => assert_eq!(line["level"], "INFO", "{line}"),
+            None if !expect_ok_line => {}
+            other => panic!("RUST_LOG={filter}: the 404's line: {other:?}\n{stdout}"),
+        }
+    }
+}
