@@ -77,7 +77,7 @@ pub struct PerRequest {
 impl Sample {
     /// Reads /proc now; `None` where it cannot be read (not Linux).
     pub fn now() -> Option<Sample> {
-        let busy = busy_ticks(&std::fs::read_to_string("/proc/stat").ok()?)?;
+        let (busy, _) = super::cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let mut processes = HashMap::new();
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
@@ -145,23 +145,6 @@ impl PerRequest {
     }
 }
 
-/// The busy ticks of /proc/stat's `cpu` line: all but idle and iowait (guest time is already in
-/// user time).
-fn busy_ticks(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    // user nice system idle iowait irq softirq steal ...
-    let [user, nice, system, _idle, _iowait, irq, softirq, steal, ..] = fields[..] else {
-        return None;
-    };
-    Some(user + nice + system + irq + softirq + steal)
-}
-
 /// A process's command name and user + system ticks, from its /proc/<pid>/stat line. The name sits
 /// in parentheses and may itself hold spaces or parentheses, so the fields are counted from the
 /// last `)`.
@@ -196,14 +179,6 @@ fn group_of(name: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn busy_ticks_leave_out_idle_and_iowait() {
-        let stat = "cpu  100 5 50 9000 40 3 7 2 0 0\ncpu0 50 2 25 4500 20 1 3 1 0 0\n";
-        assert_eq!(busy_ticks(stat), Some(100 + 5 + 50 + 3 + 7 + 2));
-        assert_eq!(busy_ticks("cpu0 1 2 3\n"), None);
-        assert_eq!(busy_ticks("cpu  1 2 3\n"), None);
-    }
 
     #[test]
     fn process_ticks_count_fields_after_the_last_parenthesis() {

@@ -94,7 +94,6 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
         attribution: args.attribution,
         command: invocation(),
     };
-    let mut doc = sh.read_file(DOC).unwrap_or_else(|_| skeleton());
     let mut wrote = false;
     for part in parts {
         util::step(&format!("bench: {}", part.name()));
@@ -109,9 +108,7 @@ pub fn run(sh: &Shell, args: &Args) -> anyhow::Result<()> {
                 continue;
             }
         };
-        doc = replace_section(&doc, part.name(), &section);
-        sh.write_file(DOC, &doc)
-            .with_context(|| format!("writing {DOC}"))?;
+        write_section(sh, part.name(), &section)?;
         wrote = true;
     }
     if wrote {
@@ -142,6 +139,14 @@ fn skeleton() -> String {
         );
     }
     doc
+}
+
+/// Writes one part's section into DOC as the file is now: a part runs for many minutes, and what
+/// was written meanwhile (another part's run, an edit of the prose around the sections) stays.
+fn write_section(sh: &Shell, name: &str, section: &str) -> anyhow::Result<()> {
+    let doc = sh.read_file(DOC).unwrap_or_else(|_| skeleton());
+    sh.write_file(DOC, replace_section(&doc, name, section))
+        .with_context(|| format!("writing {DOC}"))
 }
 
 /// Replaces the text between the markers of `name`, appending the section when it is missing.
@@ -223,7 +228,7 @@ fn cpu_times(stat: &str) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_times, line_value, replace_section};
+    use super::{DOC, cpu_times, line_value, replace_section, write_section};
 
     #[test]
     fn cpu_times_count_iowait_as_idle_and_guest_not_twice() {
@@ -245,6 +250,27 @@ mod tests {
         let out = replace_section(doc, "a", "new a\n");
         assert!(out.contains("new a") && !out.contains("old a") && out.contains("old b"));
         assert!(out.starts_with("head\n"));
+    }
+
+    #[test]
+    fn a_section_is_written_into_the_file_as_it_is_then() {
+        let sh = xshell::Shell::new().unwrap();
+        let dir = sh.create_temp_dir().unwrap();
+        sh.change_dir(dir.path());
+        sh.create_dir("docs").unwrap();
+        sh.write_file(DOC, "head\n<!-- bench:a -->\nold a\n<!-- /bench:a -->\n")
+            .unwrap();
+        // Edited while a part measured: the edit stays when the part writes its section.
+        sh.write_file(
+            DOC,
+            "head, edited\n<!-- bench:a -->\nold a\n<!-- /bench:a -->\nprose added\n",
+        )
+        .unwrap();
+        write_section(&sh, "a", "new a").unwrap();
+        assert_eq!(
+            sh.read_file(DOC).unwrap(),
+            "head, edited\n<!-- bench:a -->\nnew a\n<!-- /bench:a -->\nprose added\n"
+        );
     }
 
     #[test]
