@@ -69,7 +69,11 @@ fn compose_stack_serves_crud_survives_a_db_restart_and_leaves_nothing_after_down
     };
     let id = created["id"].as_u64().expect("numeric id");
     let task_url = project.url(&format!("/api/tasks/{id}"));
-    let mut response = agent.get(&task_url).call().expect("GET task");
+    let mut response = agent
+        .get(&task_url)
+        .header("X-Request-ID", "e2e-went-well-0001")
+        .call()
+        .expect("GET task");
     assert_eq!(response.status(), 200);
     let read: Value = response.body_mut().read_json().expect("task JSON");
     assert_eq!(read["title"], "write the e2e test");
@@ -94,9 +98,17 @@ fn compose_stack_serves_crud_survives_a_db_restart_and_leaves_nothing_after_down
     );
     assert_eq!(agent.get(&doomed_url).call().expect("GET").status(), 404);
 
-    // Restart the database under the running service: data persists, the app recovers by itself.
+    // Stop the database under the running service, then start it again: a request meanwhile fails,
+    // data persists, the app recovers by itself.
     let app_started = inspect(&app, "{{.State.StartedAt}}");
-    project.run(&["restart", "db"]);
+    project.run(&["stop", "db"]);
+    let failed = agent
+        .get(&task_url)
+        .header("X-Request-ID", "e2e-went-wrong-0001")
+        .call()
+        .expect("GET task without its database");
+    assert_eq!(failed.status(), 503, "GET task without its database");
+    project.run(&["start", "db"]);
     wait_for_health(&db, "healthy", Duration::from_secs(120));
     wait_for_200(&task_url, Duration::from_secs(60));
     let mut response = agent.get(&task_url).call().expect("GET task after restart");
@@ -110,6 +122,24 @@ fn compose_stack_serves_crud_survives_a_db_restart_and_leaves_nothing_after_down
         "the app container was restarted"
     );
     assert_eq!(inspect(&app, "{{.RestartCount}}"), "0");
+
+    // The service logs every request it serves; the proxy only those that went wrong (haproxy.cfg's
+    // `dontlog-normal`), each line with the request id. (The failed request may never have reached
+    // the service: the proxy takes a container out once its readiness check fails.)
+    let app_log = logs(&app);
+    assert!(
+        app_log.contains("\"request_id\":\"e2e-went-well-0001\""),
+        "no service line for the request that went well:\n{app_log}"
+    );
+    let proxy_log = logs(&proxy);
+    assert!(
+        proxy_log.contains("{e2e-went-wrong-0001}"),
+        "the proxy did not log the failed request:\n{proxy_log}"
+    );
+    assert!(
+        !proxy_log.contains("e2e-went-well-0001"),
+        "the proxy logged a request that went well:\n{proxy_log}"
+    );
 
     // `down -v` removes containers, the network and the named volume.
     project.run(&["down", "-v", "--timeout", "10"]);
