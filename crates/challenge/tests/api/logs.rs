@@ -335,27 +335,20 @@ async fn failed_requests_are_warnings_so_a_filter_can_keep_them_alone() {
         let env = [refused[0], ("RUST_LOG", filter), ("LOG_FORMAT", "json")];
         let mut server = Binary::start_until(&env, true, "/healthz").await;
         let client = reqwest::Client::new();
-        let failed = client
-            .get(format!("{}/api/tasks/1", server.base))
-            .header("x-request-id", "failed-request")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(failed.status(), 503);
-        let fine = client
-            .get(format!("{}/healthz", server.base))
-            .header("x-request-id", "probe-request")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(fine.status(), 200);
-        let missing = client
-            .get(format!("{}/no/such/route", server.base))
-            .header("x-request-id", "client-error")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(missing.status(), 404);
+        // (path, request id, expected status): a failure, a probe, a client error.
+        for (path, id, status) in [
+            ("/api/tasks/1", "failed-request", 503),
+            ("/healthz", "probe-request", 200),
+            ("/no/such/route", "client-error", 404),
+        ] {
+            let response = client
+                .get(format!("{}{path}", server.base))
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "GET {path}");
+        }
         server.terminate();
         assert_eq!(server.exit_code(Duration::from_secs(10)).await, Some(0));
         let stdout = server.logs().await;
