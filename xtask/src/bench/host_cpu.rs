@@ -130,11 +130,7 @@ impl PerRequest {
     /// Each figure's median over the runs; `None` without runs.
     pub fn median(runs: &[PerRequest]) -> Option<PerRequest> {
         let first = runs.first()?;
-        let median = |f: &dyn Fn(&PerRequest) -> f64| {
-            let mut values: Vec<f64> = runs.iter().map(f).collect();
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
+        let median = |f: &dyn Fn(&PerRequest) -> f64| super::median(runs.iter().map(f).collect());
         Some(PerRequest {
             groups: (0..first.groups.len())
                 .map(|i| median(&|r| r.groups[i]))

@@ -212,6 +212,17 @@ pub fn cpu_busy(window: std::time::Duration) -> Option<f64> {
     Some(busy.checked_sub(busy_before)? as f64 / total as f64 * 100.0)
 }
 
+/// The middle value (the mean of the two middle ones for an even count); NaN for none. Every
+/// figure the bench reports over several runs is this.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 /// Busy and total time of all CPUs from the `cpu` line of /proc/stat (user nice system idle iowait
 /// irq softirq steal; guest time is already part of user).
 fn cpu_times(stat: &str) -> Option<(u64, u64)> {
@@ -228,7 +239,14 @@ fn cpu_times(stat: &str) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{DOC, cpu_times, line_value, replace_section, write_section};
+    use super::{DOC, cpu_times, line_value, median, replace_section, write_section};
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+    }
 
     #[test]
     fn cpu_times_count_iowait_as_idle_and_guest_not_twice() {

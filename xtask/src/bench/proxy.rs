@@ -141,11 +141,7 @@ impl CpuUse {
 
     /// Each figure's median over the runs.
     fn median(runs: &[CpuUse]) -> Option<CpuUse> {
-        let figure = |f: fn(&CpuUse) -> f64| {
-            let mut values: Vec<f64> = runs.iter().map(f).collect();
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
+        let figure = |f: fn(&CpuUse) -> f64| super::median(runs.iter().map(f).collect());
         (!runs.is_empty()).then(|| CpuUse {
             proxy_us_per_request: figure(|c| c.proxy_us_per_request),
             proxy_cpus: figure(|c| c.proxy_cpus),

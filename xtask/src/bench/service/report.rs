@@ -6,6 +6,7 @@ use super::attribution::{Reference, Variant};
 use super::sysbench::{self, Sysbench};
 use super::wrk::{self, WrkResult};
 use super::{HEADLINE, ROWS, SCENARIOS};
+use crate::bench::median;
 
 /// The goals the service is held to, on the headline scenario (GET one task) of the current binary.
 const CEILING_SHARE_GOAL: f64 = 50.0;
@@ -98,16 +99,6 @@ impl Summary {
             cpu_us: (!cpu_us.is_empty()).then(|| median(cpu_us)),
             ..self
         }
-    }
-}
-
-/// The middle value (the mean of the two middle ones for an even count); NaN for none.
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
@@ -501,12 +492,6 @@ mod tests {
     /// GET one task at `rps`, `cpu_us` of CPU per request.
     fn headline(rps: f64, cpu_us: f64) -> Summary {
         Summary::of(&[run(rps, 6.0, 0)]).with_cpu(vec![cpu_us])
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
     }
 
     #[test]
