@@ -199,6 +199,8 @@ mod tests {
         assert_eq!(label("docker-proxy"), Some(GROUPS[2].label));
         assert_eq!(label("mariadbd"), Some(GROUPS[4].label));
         assert_eq!(label("bash"), None);
+        // The ended children's time goes to the load generator's column.
+        assert_eq!(label("wrk"), Some(GROUPS[LOAD].label));
     }
 
     #[test]
